@@ -1,0 +1,170 @@
+"""Every patch of a third-party defect, in one place.
+
+Each patch names the defect, the versions it applies to, and is applied at most
+once by :func:`apply` (called by ``import re2tal_mm``). Each has a test in
+``tests/test_compat.py`` that fails without it.
+"""
+import importlib.metadata
+import importlib.util
+import logging
+import os.path as osp
+import pickle
+import re
+import sys
+import types
+
+logger = logging.getLogger('re2tal_mm')
+
+# Distribution -> (minimum included, maximum excluded, what to install).
+REQUIRED_VERSIONS = {
+    'torch': ('2.1', None, 'pip install torch==2.13.0'),
+    'mmengine': ('0.10', '0.11', 'pip install mmengine==0.10.7'),
+    'mmaction2': ('1.1', '1.3', 'pip install mmaction2==1.2.0'),
+    # mmcv is not an install requirement: the full mmcv (with compiled ops)
+    # or mmcv-lite both provide the `mmcv` package MMAction2 needs.
+    'mmcv': ('2.0.1', '2.2', 'pip install mmcv-lite==2.1.0 (or the full mmcv)'),
+}
+MMCV_DISTRIBUTIONS = ('mmcv', 'mmcv-lite', 'mmcv-full')
+
+_applied = False
+
+
+def _parse(version):
+    """A comparable tuple for a release string ('2.13.0+cpu' -> (2, 13, 0))."""
+    parts = []
+    for piece in version.split('+')[0].split('.'):
+        digits = re.match(r'\d*', piece).group()
+        if not digits:
+            break
+        parts.append(int(digits))
+        if digits != piece:  # a pre-release such as 0rc4 ends the release
+            break
+    return tuple(parts)
+
+
+def installed_version(name):
+    """Installed version of a distribution, or None (mmcv: any of its dists)."""
+    for dist in (MMCV_DISTRIBUTIONS if name == 'mmcv' else (name, )):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_dependencies(version_of=installed_version):
+    """Fail with one message naming the package, the version found and the
+    range needed when a dependency is missing or out of range."""
+    for name, (low, high, hint) in REQUIRED_VERSIONS.items():
+        found = version_of(name)
+        wanted = f'>={low}' + (f',<{high}' if high else '')
+        if found is None:
+            raise ImportError(f're2tal_mm needs {name}{wanted}, which is not '
+                              f'installed: {hint}')
+        release = _parse(found)
+        if release < _parse(low) or (high and release >= _parse(high)):
+            raise ImportError(
+                f're2tal_mm needs {name}{wanted}, but {name}=={found} is '
+                f'installed: {hint}')
+
+
+# ---------------------------------------------------------------------------
+# Defect 1: the PyPI wheel of mmaction2 1.2.0 does not ship
+# mmaction/models/localizers/drn/, while mmaction/models/localizers/__init__.py
+# imports it, so `import mmaction.models` (and every Runner that builds an
+# mmaction model) raises ModuleNotFoundError. When (and only when) the folder
+# is really missing, a stand-in module provides a DRN that explains itself.
+# ---------------------------------------------------------------------------
+DRN_MODULE = 'mmaction.models.localizers.drn'
+
+
+def drn_is_missing():
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = spec.submodule_search_locations[0]
+    return not osp.isdir(osp.join(root, 'models', 'localizers', 'drn'))
+
+
+class UnavailableDRN:
+    """Stand-in for MMAction2's DRN, missing from the mmaction2 1.2.0 wheel."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(
+            'DRN is unavailable: the PyPI wheel of mmaction2 1.2.0 lacks '
+            'mmaction/models/localizers/drn. Install mmaction2 from source '
+            '(pip install git+...mmaction2) to use DRN.')
+
+
+def patch_missing_drn():
+    """Install the DRN stand-in if the module is missing. Returns True if so."""
+    if DRN_MODULE in sys.modules or not drn_is_missing():
+        return False
+    package = types.ModuleType(DRN_MODULE)
+    package.__path__ = []
+    module = types.ModuleType(DRN_MODULE + '.drn')
+    module.DRN = UnavailableDRN
+    package.drn = module
+    sys.modules[DRN_MODULE] = package
+    sys.modules[DRN_MODULE + '.drn'] = module
+    logger.info('mmaction2 %s has no %s: DRN is unavailable (stand-in '
+                'installed by re2tal_mm.compat).',
+                installed_version('mmaction2'), DRN_MODULE)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Defect 2: mmengine 0.10.7 calls `torch.load(filename, map_location=...)`
+# when it resumes, and torch >= 2.6 defaults to `weights_only=True`, whose
+# unpickler refuses the non-tensor types mmengine itself writes into a
+# checkpoint (the message hub's HistoryBuffer with its numpy arrays, numpy
+# scalars and dtypes, ConfigDict). Those exact types are allow-listed; safe
+# loading stays on, so a checkpoint holding any other global is still refused.
+# A HistoryBuffer pickles its statistics methods as `getattr(HistoryBuffer,
+# 'min')`; `getattr` itself is not allow-listed: a narrow stand-in that only
+# resolves HistoryBuffer's statistics methods answers to its name.
+# ---------------------------------------------------------------------------
+def history_buffer_getattr(owner, name):
+    """`getattr` for the weights-only unpickler, limited to HistoryBuffer."""
+    from mmengine.logging import HistoryBuffer
+    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '
+        'HistoryBuffer statistics methods are allowed')
+
+
+def mmengine_checkpoint_globals():
+    """The globals mmengine 0.10.x writes into its checkpoints."""
+    import numpy as np
+    from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer
+    try:
+        from numpy.core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy >= 2 renamed numpy.core
+        from numpy._core.multiarray import _reconstruct, scalar
+    dtype_classes = [type(np.dtype(t)) for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+        np.uint16, np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [HistoryBuffer, ConfigDict, _reconstruct, scalar, np.ndarray,
+            np.dtype, *dtype_classes,
+            (history_buffer_getattr, 'builtins.getattr')]
+
+
+def allow_mmengine_checkpoint_globals():
+    import torch.serialization
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        return False  # torch < 2.4 loads without the weights-only unpickler
+    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    return True
+
+
+def apply():
+    """Check the stack and apply every patch, once."""
+    global _applied
+    if _applied:
+        return
+    check_dependencies()
+    patch_missing_drn()
+    allow_mmengine_checkpoint_globals()
+    _applied = True
