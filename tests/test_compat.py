@@ -176,3 +176,13 @@ def test_getattr_stand_in_is_narrow(tmp_path):
     torch.save({'meta': {}, 'payload': SneakyGetattr()}, path)
     with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
         torch.load(path, map_location='cpu')
+
+
+def test_importlib_metadata_is_declared_for_mmaction():
+    """mmaction2 1.2.0 imports importlib_metadata without declaring it."""
+    import importlib.metadata as md
+    mmaction_requires = ' '.join(md.requires('mmaction2') or [])
+    ours = ' '.join(md.requires('re2tal-mm') or [])
+    assert 'importlib_metadata' in ours or 'importlib-metadata' in ours
+    if 'importlib' not in mmaction_requires:  # the defect is present
+        import mmaction.utils.dependency  # noqa: F401  (needs it)
