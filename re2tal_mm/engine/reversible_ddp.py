@@ -1,0 +1,40 @@
+"""``ReversibleDistributedDataParallel``: DDP for rewired models."""
+from typing import Optional
+
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
+
+from mmaction.registry import MODEL_WRAPPERS
+
+from ..rewiring import is_rewired, rewire
+
+
+@MODEL_WRAPPERS.register_module()
+@ENGINE_MODEL_WRAPPERS.register_module()
+class ReversibleDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that rewires the model before wrapping.
+
+    The reversible Function returns each parameter's gradient once, as an
+    ordinary backward output, so every parameter is marked ready exactly once
+    per step: ``find_unused_parameters=False`` (the default here) is what the
+    nested recompute needs; ``find_unused_parameters=True`` would also scan
+    the graph, which is unnecessary.
+
+    Args:
+        module (nn.Module): The model to rewire and wrap.
+        rewire_mode (str): Passed to :func:`rewire`.
+            Defaults to ``'reversible'``.
+        rewire_options (dict, optional): Adapter options for :func:`rewire`.
+        detect_anomalous_params (bool): See ``MMDistributedDataParallel``.
+        **kwargs: Other ``DistributedDataParallel`` arguments.
+    """
+
+    def __init__(self, module, rewire_mode: str = 'reversible',
+                 rewire_options: Optional[dict] = None,
+                 detect_anomalous_params: bool = False, **kwargs):
+        if not is_rewired(module):
+            rewire(module, mode=rewire_mode, **(rewire_options or {}))
+        kwargs.setdefault('find_unused_parameters', False)
+        super().__init__(module=module,
+                         detect_anomalous_params=detect_anomalous_params,
+                         **kwargs)

@@ -1,0 +1,119 @@
+"""``rewire`` / ``unwire`` / ``is_rewired``: convert backbones in place.
+
+Only the ``forward`` of each stage-level module is replaced, through an
+instance attribute; parameters, buffers and state_dict keys never change and
+``unwire`` deletes the attribute, restoring the class forward exactly.
+"""
+from typing import Dict, List
+
+from torch import nn
+
+from ..reversible import MODES, RewiredStage
+from .resnet3d import ResNet3dAdapter
+from .swin import SwinAdapter
+
+ADAPTERS = [SwinAdapter, ResNet3dAdapter]
+STAGES_ATTR = '_re2tal_stages'
+SUMMARY_ATTR = '_re2tal_summary'
+
+
+def supported_types() -> List[type]:
+    """Backbone classes some adapter can rewire."""
+    return [t for a in ADAPTERS for t in a.backbone_types]
+
+
+def find_backbones(module: nn.Module) -> List[tuple]:
+    """``(name, backbone, adapter)`` for every supported backbone inside.
+
+    Containers such as ``ResNet3dSlowFast`` are not backbones themselves:
+    each of their pathways (``ResNet3dPathway``) is found on its own.
+    """
+    found = []
+    for name, m in module.named_modules():
+        for adapter in ADAPTERS:
+            if isinstance(m, adapter.backbone_types):
+                found.append((name, m, adapter))
+                break
+    return found
+
+
+def is_rewired(module: nn.Module) -> bool:
+    """Whether any backbone inside ``module`` is rewired."""
+    return any(hasattr(m, STAGES_ATTR) for m in module.modules())
+
+
+def rewired_stages(module: nn.Module) -> List[RewiredStage]:
+    """All :class:`RewiredStage` records inside ``module``."""
+    stages = []
+    for m in module.modules():
+        stages.extend(s for s, _ in getattr(m, STAGES_ATTR, []))
+    return stages
+
+
+def rewire(module: nn.Module, mode: str = 'reversible',
+           **options) -> nn.Module:
+    """Rewire every supported backbone in ``module`` in place.
+
+    Args:
+        module (nn.Module): A bare backbone, a recognizer, a localizer or any
+            model holding supported backbones.
+        mode (str): ``'reversible'`` (memory-free backprop) or
+            ``'autograd'`` (same function, ordinary autograd).
+        **options: Adapter options, e.g. ``attention_chunk`` for Swin.
+
+    Returns:
+        nn.Module: ``module`` itself.
+    """
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    backbones = find_backbones(module)
+    if not backbones:
+        names = ', '.join(t.__name__ for t in supported_types())
+        raise TypeError(f'{type(module).__name__} holds no supported '
+                        f'backbone; supported types: {names}')
+    known = {k for a in ADAPTERS for k in a.options}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f'unknown rewire options {sorted(unknown)}; '
+                        f'known: {sorted(known)}')
+    if is_rewired(module):
+        unwire(module)
+    for name, backbone, adapter in backbones:
+        records, summary = [], []
+        for stage_name, stage_module, n_fn, n_blocks in \
+                adapter.stages(backbone):
+            full = f'{name}.{stage_name}' if name else stage_name
+            if stage_module is None:
+                summary.append(dict(stage=full, functions=0,
+                                    blocks=n_blocks, reversible_blocks=0))
+                continue
+            stage = RewiredStage(full, n_fn, mode)
+            kwargs = {k: options[k] for k in options if k in adapter.options}
+            stage_module.forward = adapter.make_forward(
+                stage_module, stage, **kwargs)
+            records.append((stage, stage_module))
+            n_rev = n_blocks if adapter is SwinAdapter else n_fn
+            summary.append(dict(stage=full, functions=n_fn,
+                                blocks=n_blocks, reversible_blocks=n_rev))
+        setattr(backbone, STAGES_ATTR, records)
+        setattr(backbone, SUMMARY_ATTR, summary)
+    return module
+
+
+def unwire(module: nn.Module) -> nn.Module:
+    """Restore the original forward of every rewired stage in ``module``."""
+    for m in module.modules():
+        for _, stage_module in getattr(m, STAGES_ATTR, []):
+            stage_module.__dict__.pop('forward', None)
+        for attr in (STAGES_ATTR, SUMMARY_ATTR):
+            if attr in m.__dict__:
+                delattr(m, attr)
+    return module
+
+
+def rewiring_summary(module: nn.Module) -> List[Dict]:
+    """Per-stage summary (functions, blocks, reversible blocks) of rewiring."""
+    rows = []
+    for m in module.modules():
+        rows.extend(getattr(m, SUMMARY_ATTR, []))
+    return rows
