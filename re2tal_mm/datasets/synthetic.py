@@ -1,0 +1,130 @@
+"""A small synthetic temporal action localization dataset.
+
+Each class is a distinct *motion* of one white disc (the same look for every
+class, so only the motion tells classes apart) that appears only inside its
+annotated segments. Outside them, and during them, a drifting colour
+background and randomly walking distractor blobs change every frame.
+"""
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+
+SIZES = (64, 80, 96, 112)
+MOTIONS = ('horizontal', 'vertical', 'circle', 'pulse', 'diagonal',
+           'zigzag', 'figure8', 'jump')
+
+
+def _motion(k, t, size):
+    """Centre (x, y) and radius of class ``k``'s disc at ``t`` s."""
+    name, speed = MOTIONS[k % len(MOTIONS)], 1.0 + 0.5 * (k // len(MOTIONS))
+    c, a, r = size / 2, size * 0.3, size * 0.09
+    w = 2 * np.pi * 0.5 * speed * t
+    if name == 'horizontal':
+        return c + a * np.sin(w), c, r
+    if name == 'vertical':
+        return c, c + a * np.sin(w), r
+    if name == 'circle':
+        return c + a * np.cos(w), c + a * np.sin(w), r
+    if name == 'pulse':
+        return c, c, r * (1.5 + 1.2 * np.sin(2 * w))
+    if name == 'diagonal':
+        return c + a * np.sin(w), c + a * np.sin(w), r
+    if name == 'zigzag':
+        tri = 2 * abs((t * speed) % 1.0 - 0.5) * 2 - 1
+        return c + a * tri, c + 0.5 * a * np.sign(np.sin(4 * w)), r
+    if name == 'figure8':
+        return c + a * np.sin(w), c + 0.6 * a * np.sin(2 * w), r
+    return c, c + a * (1 - 2 * abs(np.sin(w))), r  # jump
+
+
+def _segments(rng, duration, num_classes):
+    """1 to 3 non-overlapping actions of 3-12 s each."""
+    anns, t = [], rng.uniform(1, 6)
+    for _ in range(rng.integers(1, 4)):
+        length = rng.uniform(3, 12)
+        if t + length > duration - 1:
+            break
+        anns.append(dict(segment=[round(t, 2), round(t + length, 2)],
+                         label=f'class_{int(rng.integers(num_classes))}'))
+        t += length + rng.uniform(2, 10)
+    return anns
+
+
+def render_video(path, duration, size, fps, anns, rng):
+    """Write one mp4; return the number of frames written."""
+    n = int(round(duration * fps))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (size, size))
+    if not writer.isOpened():
+        raise IOError(f'cannot write {path}')
+    base = rng.uniform(40, 160, 3)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    blobs = rng.uniform(0, size, (3, 2))
+    colors = rng.uniform(60, 200, (3, 3))
+    spans = [(a['segment'][0], a['segment'][1],
+              int(a['label'].split('_')[1])) for a in anns]
+    for i in range(n):
+        t = i / fps
+        col = base + 40 * np.sin(0.2 * t + phase)
+        grad = (xx + yy + 3 * t) / (2 * size)
+        frame = (col[None, None, :] * (0.7 + 0.3 * grad[..., None]))
+        blobs = (blobs + rng.normal(0, size * 0.03, blobs.shape)) % size
+        for (bx, by), bc in zip(blobs, colors):
+            mask = (xx - bx)**2 + (yy - by)**2 < (size * 0.07)**2
+            frame[mask] = bc
+        for start, end, k in spans:
+            if start <= t < end:
+                cx, cy, r = _motion(k, t - start, size)
+                frame[(xx - cx)**2 + (yy - cy)**2 < r**2] = 255
+        frame += rng.normal(0, 4, frame.shape)
+        writer.write(np.clip(frame, 0, 255).astype(np.uint8)[..., ::-1])
+    writer.release()
+    return n
+
+
+def make_synthetic_dataset(out_dir, num_videos=40, num_classes=4, seed=0,
+                           fps=10, min_duration=20, max_duration=60,
+                           val_ratio=0.25):
+    """Write ``out_dir/videos/*.mp4`` and ``out_dir/annotations.json``.
+
+    Args:
+        out_dir (str): Output folder.
+        num_videos (int): Number of videos.
+        num_classes (int): Number of action classes (motion patterns).
+        seed (int): Random seed (same seed, same files).
+        fps (int): Frame rate.
+        min_duration (float): Shortest video (s).
+        max_duration (float): Longest video (s).
+        val_ratio (float): Fraction of videos in the ``validation`` subset
+            (the rest is ``training``).
+
+    Returns:
+        str: Path of the annotation JSON.
+    """
+    rng = np.random.default_rng(seed)
+    video_dir = osp.join(out_dir, 'videos')
+    os.makedirs(video_dir, exist_ok=True)
+    num_val = max(1, int(round(num_videos * val_ratio))) \
+        if num_videos > 1 else 0
+    database = {}
+    for v in range(num_videos):
+        vid = f'syn_{v:04d}'
+        duration = float(rng.integers(min_duration, max_duration + 1))
+        size = int(rng.choice(SIZES))
+        anns = _segments(rng, duration, num_classes)
+        n = render_video(osp.join(video_dir, vid + '.mp4'), duration, size,
+                         fps, anns, rng)
+        database[vid] = dict(
+            subset='validation' if v >= num_videos - num_val else 'training',
+            duration=n / fps, fps=float(fps), annotations=anns,
+            resolution=[size, size])
+    path = osp.join(out_dir, 'annotations.json')
+    with open(path, 'w') as f:
+        json.dump(dict(version='synthetic', classes=[
+            f'class_{k}' for k in range(num_classes)], database=database), f,
+            indent=1)
+    return path
