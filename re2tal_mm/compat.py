@@ -12,6 +12,7 @@ import pickle
 import re
 import sys
 import types
+import warnings
 
 logger = logging.getLogger('re2tal_mm')
 
@@ -159,12 +160,25 @@ def allow_mmengine_checkpoint_globals():
     return True
 
 
+# ---------------------------------------------------------------------------
+# Defect 3: mmcv-lite 2.x warns on import of mmcv.cnn that its compiled
+# MultiScaleDeformableAttention is missing (a UserWarning printed by every
+# process that builds an MMAction2 model, although no MMAction2 model uses it).
+# Only that one message is silenced.
+# ---------------------------------------------------------------------------
+def silence_mmcv_lite_warning():
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+        category=UserWarning)
+
+
 def apply():
     """Check the stack and apply every patch, once."""
     global _applied
     if _applied:
         return
     check_dependencies()
+    silence_mmcv_lite_warning()
     patch_missing_drn()
     allow_mmengine_checkpoint_globals()
     _applied = True
