@@ -1,0 +1,181 @@
+"""End-to-end temporal action localizer (backbone or features -> segments)."""
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+
+from mmaction.registry import MODELS
+from re2tal_mm.structures import TemporalGrid
+
+_STRIDE_KEYS = ('grid_stride', 'feature_stride', 'feat_stride',
+                'frame_stride', 'frame_interval', 'stride')
+_LEN_KEYS = ('num_feature_steps', 'num_feats', 'feat_len', 'num_frames',
+             'clip_len', 'valid_len')
+
+
+def _meta(sample, keys, default=None):
+    for k in keys:
+        v = sample.metainfo.get(k, None)
+        if v is not None:
+            return v
+    return default
+
+
+@MODELS.register_module()
+class TemporalActionLocalizer(BaseModel):
+    """ActionFormer-style localizer over an optional MMAction2 backbone.
+
+    Without a backbone (feature mode) inputs are ``(B, C, T)`` feature
+    sequences (per sample ``(C, T)``: ``stack_batch`` pads all but the first
+    dim, so variable lengths batch with zero padding). With one (video
+    mode) inputs are ``(B, C, T, H, W)`` frames (or ``(B, 1, C, T, H, W)``);
+    every backbone output (SlowFast gives two) is
+    averaged over space, resampled to one temporal length and concatenated
+    along channels. Grid-to-seconds uses :class:`TemporalGrid` built from
+    each sample's ``fps``, stride and ``window_offset`` metainfo.
+
+    Metainfo read per sample: ``fps`` (default 1), the stride of its frames
+    or features in video frames (first of ``grid_stride``,
+    ``feature_stride``, ``feat_stride``, ``frame_stride``,
+    ``frame_interval``, ``stride``; default 1), ``window_offset`` (s, default
+    0), optional ``window_duration`` / ``duration`` (predictions are clipped
+    to them), ``grid_center`` and the valid length of a padded input (first
+    of ``num_feature_steps``, ``num_feats``, ``feat_len``, ``num_frames``,
+    ``clip_len``, ``valid_len``; default: the whole input).
+
+    Args:
+        neck (dict): Temporal encoder config (e.g. ``ActionFormerNeck``).
+        head (dict): Localization head config (e.g. ``ActionFormerHead``).
+        backbone (dict, optional): Any MMAction2 backbone config.
+        post_processor (dict, optional): ``TALPostProcessor`` config.
+        data_preprocessor (dict, optional): Defaults to an
+            ``ActionDataPreprocessor`` (``NCTHW`` in video mode).
+        feat_len (int, optional): Detector length of the backbone output
+            (``None`` keeps the backbone's own length).
+        backbone_chunk_frames (int, optional): At inference, run the backbone
+            over chunks of this many frames and concatenate in time (use a
+            multiple of the backbone's temporal downsampling).
+        chunk_in_training (bool): Also chunk while training.
+        grid_center (float): Default grid centre (see ``TemporalGrid``) when a
+            sample has no ``grid_center``. Defaults to 0.
+        pad_divisor (int, optional): Detector length is padded to a multiple
+            of it; defaults to the largest head stride.
+        init_cfg (dict, optional): MMEngine init config.
+    """
+
+    def __init__(self, neck, head, backbone=None, post_processor=None,
+                 data_preprocessor=None, feat_len=None,
+                 backbone_chunk_frames=None, chunk_in_training=False,
+                 grid_center=0., pad_divisor=None, init_cfg=None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(
+                type='ActionDataPreprocessor',
+                format_shape='NCTHW' if backbone is not None else 'NCHW')
+        if isinstance(data_preprocessor, dict):  # mmaction scope, not root
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone) if backbone else None
+        self.neck, self.head = MODELS.build(neck), MODELS.build(head)
+        self.post_processor = MODELS.build(post_processor or
+                                           dict(type='TALPostProcessor'))
+        self.feat_len, self.chunk = feat_len, backbone_chunk_frames
+        self.chunk_in_training, self.grid_center = chunk_in_training, \
+            grid_center
+        self.pad_divisor = pad_divisor or max(self.head.strides)
+
+    # ----------------------------------------------------------- features
+    def _pool(self, out):
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        outs = [o.mean((-2, -1)) if o.ndim == 5 else o for o in outs]
+        T = max(o.shape[-1] for o in outs)
+        outs = [o if o.shape[-1] == T else F.interpolate(
+            o, size=T, mode='linear', align_corners=False) for o in outs]
+        return torch.cat(outs, 1)
+
+    def run_backbone(self, frames):
+        """(B, C, T, H, W) frames to (B, C', T') spatially pooled features."""
+        chunk = self.chunk if (not self.training or
+                               self.chunk_in_training) else None
+        if chunk is None or frames.shape[2] <= chunk:
+            return self._pool(self.backbone(frames))
+        return torch.cat([self._pool(self.backbone(c))
+                          for c in frames.split(chunk, dim=2)], -1)
+
+    def extract_feat(self, inputs, data_samples=None):
+        """Detector-length features (B, C, T), valid mask (B, T) and the
+        number of input steps per detector step."""
+        if self.backbone is None:
+            feats, in_len = inputs.float(), inputs.shape[-1]
+        else:
+            if inputs.ndim == 6:
+                inputs = inputs.flatten(0, 1)
+            in_len = inputs.shape[2]
+            feats = self.run_backbone(inputs)
+            if self.feat_len is not None and feats.shape[-1] != self.feat_len:
+                feats = F.interpolate(feats, size=self.feat_len,
+                                      mode='linear', align_corners=False)
+        ratio = in_len / feats.shape[-1]
+        T = feats.shape[-1]
+        lens = [T] * feats.shape[0]
+        if data_samples is not None:
+            lens = [min(T, int(-(-_meta(s, _LEN_KEYS, in_len) // ratio)))
+                    for s in data_samples]
+        mask = torch.arange(T, device=feats.device)[None] < torch.tensor(
+            lens, device=feats.device)[:, None]
+        pad = (-T) % self.pad_divisor
+        return F.pad(feats, (0, pad)), F.pad(mask, (0, pad)), ratio
+
+    def grid(self, sample, ratio):
+        """The :class:`TemporalGrid` of a sample's detector positions."""
+        return TemporalGrid(
+            fps=float(sample.metainfo.get('fps', 1.0)),
+            stride=float(_meta(sample, _STRIDE_KEYS, 1.0)) * ratio,
+            offset=float(sample.metainfo.get('window_offset', 0.0)),
+            center=float(sample.metainfo.get('grid_center',
+                                             self.grid_center)))
+
+    # -------------------------------------------------------------- modes
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    def _forward(self, inputs, data_samples=None):
+        feats, mask, ratio = self.extract_feat(inputs, data_samples)
+        feats, masks = self.neck(feats, mask)
+        cls_outs, reg_outs = self.head(feats, masks)
+        return cls_outs, reg_outs, masks, ratio
+
+    def loss(self, inputs, data_samples):
+        """Dict of losses; gt segments (seconds) are mapped to the grid."""
+        cls_outs, reg_outs, masks, ratio = self._forward(inputs, data_samples)
+        segs, labels = [], []
+        for s in data_samples:
+            gt = s.gt_instances
+            seg = torch.as_tensor(gt.segments, dtype=torch.float32,
+                                  device=masks[0].device).reshape(-1, 2)
+            segs.append(self.grid(s, ratio).to_grid(seg))
+            labels.append(torch.as_tensor(gt.labels, device=seg.device))
+        return self.head.loss(cls_outs, reg_outs, masks, segs, labels)
+
+    def predict(self, inputs, data_samples):
+        """Samples with ``pred_instances`` in the video's seconds."""
+        cls_outs, reg_outs, masks, ratio = self._forward(inputs, data_samples)
+        scores, segs, valid = self.head.decode(cls_outs, reg_outs, masks)
+        for i, s in enumerate(data_samples):
+            seg = self.grid(s, ratio).to_seconds(segs[i][valid[i]])
+            lo = float(s.metainfo.get('window_offset', 0.0))
+            hi = s.metainfo.get('window_duration', None)
+            hi = lo + float(hi) if hi is not None else None
+            dur = s.metainfo.get('duration', None)
+            if dur is not None:
+                hi = min(hi, float(dur)) if hi is not None else float(dur)
+            seg = seg.clamp(min=max(lo, 0.0), max=hi)
+            s.pred_instances = self.post_processor(
+                scores[i][valid[i]].detach(), seg.detach(),
+                s.metainfo.get('video_id', None))
+        return data_samples
