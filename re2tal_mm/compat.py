@@ -125,10 +125,17 @@ def patch_missing_drn():
 # 'min')`; `getattr` itself is not allow-listed: a narrow stand-in that only
 # resolves HistoryBuffer's statistics methods answers to its name.
 # ---------------------------------------------------------------------------
+BUILTIN_STATISTICS = {'min', 'max', 'current', 'mean'}
+
+
 def history_buffer_getattr(owner, name):
     """`getattr` for the weights-only unpickler, limited to HistoryBuffer."""
     from mmengine.logging import HistoryBuffer
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+
+    # the built-in statistics are only put in `_statistics_methods` when a
+    # first HistoryBuffer is made, which a fresh `mim test` process has not
+    allowed = set(HistoryBuffer._statistics_methods) | BUILTIN_STATISTICS
+    if owner is HistoryBuffer and name in allowed:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '

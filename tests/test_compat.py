@@ -156,6 +156,18 @@ def test_resume_fails_without_the_allow_list(tmp_path):
     assert 'Weights only load failed' in result.stderr
 
 
+def test_fresh_process_with_plugin_loads_checkpoint(tmp_path):
+    """As `mim test` does: no HistoryBuffer exists yet in the process."""
+    make_runner(tmp_path, max_epochs=1).train()
+    result = run_python(
+        'import re2tal_mm, torch\n'
+        f'ckpt = torch.load({str(tmp_path / "epoch_1.pth")!r}, '
+        'map_location="cpu")\n'
+        'print(ckpt["meta"]["epoch"])')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == '1'
+
+
 class Foreign:
     pass
 

@@ -39,8 +39,8 @@ def window_sample(vid, x, segs, labels, start, length, with_gt=True):
     s = ActionDataSample()
     s.set_metainfo(dict(
         video_id=vid, duration=x.shape[1] * STEP, fps=FPS,
-        feature_stride=FSTRIDE, grid_center=0.5, window_offset=start * STEP,
-        window_duration=feat.shape[1] * STEP, num_feature_steps=feat.shape[1]))
+        grid_stride=FSTRIDE, grid_center=0.5, window_offset=start * STEP,
+        window_duration=feat.shape[1] * STEP, valid_steps=feat.shape[1]))
     if with_gt:
         lo, hi = start * STEP, (start + feat.shape[1]) * STEP
         clipped = np.clip(segs, lo, hi)

@@ -173,9 +173,9 @@ def _sample(n, fps=10.0):
     s.set_metainfo(
         dict(video_id='v',
              fps=fps,
-             feature_stride=1,
+             grid_stride=1,
              window_offset=0.0,
-             num_feature_steps=n,
+             valid_steps=n,
              window_duration=n / fps))
     return s
 

@@ -114,7 +114,7 @@ class TALWindowSample(BaseTransform):
 
     Grid position ``i`` of the sample stands for the time
     ``window_offset + i * grid_stride / fps`` (see ``TemporalGrid``). The
-    first ``valid_steps`` (also ``valid_len``, ``num_frames`` or
+    first ``valid_steps`` (also ``num_frames`` or
     ``num_feature_steps``) steps are real; the rest, past the video's end,
     repeat its last frame / step.
 
@@ -219,7 +219,7 @@ class TALWindowSample(BaseTransform):
         results.update(fps=fps, window_offset=float(offset),
                        window_duration=float(win_dur),
                        grid_stride=float(grid_stride), num_steps=n,
-                       valid_steps=valid, valid_len=valid)
+                       valid_steps=valid)
         # real (not padded) frames / feature steps the sample holds
         results['num_feature_steps' if 'feature' in results else
                 'num_frames'] = valid
@@ -236,7 +236,7 @@ class PackTALInputs(BaseTransform):
     if any, in ``ignored_instances.segments``.
     """
     META_KEYS = ('video_id', 'duration', 'fps', 'window_offset',
-                 'window_duration', 'num_steps', 'valid_steps', 'valid_len',
+                 'window_duration', 'num_steps', 'valid_steps',
                  'num_frames', 'num_feature_steps', 'grid_stride',
                  'grid_center', 'filename', 'img_shape')
 

@@ -6,18 +6,11 @@ from mmengine.model import BaseModel
 from mmaction.registry import MODELS
 from re2tal_mm.structures import TemporalGrid
 
-_STRIDE_KEYS = ('grid_stride', 'feature_stride', 'feat_stride',
-                'frame_stride', 'frame_interval', 'stride')
-_LEN_KEYS = ('num_feature_steps', 'num_feats', 'feat_len', 'num_frames',
-             'clip_len', 'valid_len')
 
 
-def _meta(sample, keys, default=None):
-    for k in keys:
-        v = sample.metainfo.get(k, None)
-        if v is not None:
-            return v
-    return default
+def _meta(sample, key, default=None):
+    value = sample.metainfo.get(key, None)
+    return default if value is None else value
 
 
 @MODELS.register_module()
@@ -33,14 +26,12 @@ class TemporalActionLocalizer(BaseModel):
     along channels. Grid-to-seconds uses :class:`TemporalGrid` built from
     each sample's ``fps``, stride and ``window_offset`` metainfo.
 
-    Metainfo read per sample: ``fps`` (default 1), the stride of its frames
-    or features in video frames (first of ``grid_stride``,
-    ``feature_stride``, ``feat_stride``, ``frame_stride``,
-    ``frame_interval``, ``stride``; default 1), ``window_offset`` (s, default
-    0), optional ``window_duration`` / ``duration`` (predictions are clipped
-    to them), ``grid_center`` and the valid length of a padded input (first
-    of ``num_feature_steps``, ``num_feats``, ``feat_len``, ``num_frames``,
-    ``clip_len``, ``valid_len``; default: the whole input).
+    Metainfo read per sample (written by ``PackTALInputs``): ``fps``
+    (default 1), ``grid_stride`` (video frames between two input steps,
+    default 1), ``window_offset`` (s, default 0), optional
+    ``window_duration`` / ``duration`` (predictions are clipped to them),
+    ``grid_center`` and ``valid_steps`` (unpadded input steps; default: the
+    whole input).
 
     Args:
         neck (dict): Temporal encoder config (e.g. ``ActionFormerNeck``).
@@ -118,7 +109,7 @@ class TemporalActionLocalizer(BaseModel):
         T = feats.shape[-1]
         lens = [T] * feats.shape[0]
         if data_samples is not None:
-            lens = [min(T, int(-(-_meta(s, _LEN_KEYS, in_len) // ratio)))
+            lens = [min(T, int(-(-_meta(s, 'valid_steps', in_len) // ratio)))
                     for s in data_samples]
         mask = torch.arange(T, device=feats.device)[None] < torch.tensor(
             lens, device=feats.device)[:, None]
@@ -129,7 +120,7 @@ class TemporalActionLocalizer(BaseModel):
         """The :class:`TemporalGrid` of a sample's detector positions."""
         return TemporalGrid(
             fps=float(sample.metainfo.get('fps', 1.0)),
-            stride=float(_meta(sample, _STRIDE_KEYS, 1.0)) * ratio,
+            stride=float(_meta(sample, 'grid_stride', 1.0)) * ratio,
             offset=float(sample.metainfo.get('window_offset', 0.0)),
             center=float(sample.metainfo.get('grid_center',
                                              self.grid_center)))
