@@ -179,6 +179,35 @@ def silence_mmcv_lite_warning():
         category=UserWarning)
 
 
+# ---------------------------------------------------------------------------
+# Defect 4: mmengine 0.10.7's `_init_dist_pytorch` (`--launcher pytorch`)
+# calls `torch.cuda.set_device(local_rank)` before initializing any backend,
+# gloo included, which raises on a CPU-only machine (a CPU build of torch has
+# no `_cuda_setDevice`). Without CUDA the call is skipped; with CUDA nothing
+# changes. Tested by tests/test_distributed.py (torchrun on CPU).
+# ---------------------------------------------------------------------------
+def patch_cpu_dist_init():
+    import torch
+    from mmengine.dist import utils as dist_utils
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, 'patched_by_re2tal', False):
+        return False
+
+    def init_dist_pytorch(*args, **kwargs):
+        if torch.cuda.is_available():
+            return original(*args, **kwargs)
+        set_device = torch.cuda.set_device
+        torch.cuda.set_device = lambda device: None
+        try:
+            return original(*args, **kwargs)
+        finally:
+            torch.cuda.set_device = set_device
+
+    init_dist_pytorch.patched_by_re2tal = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+    return True
+
+
 def apply():
     """Check the stack and apply every patch, once."""
     global _applied
@@ -188,4 +217,5 @@ def apply():
     silence_mmcv_lite_warning()
     patch_missing_drn()
     allow_mmengine_checkpoint_globals()
+    patch_cpu_dist_init()
     _applied = True

@@ -26,7 +26,8 @@ class ReversibleDistributedDataParallel(MMDistributedDataParallel):
             Defaults to ``'reversible'``.
         rewire_options (dict, optional): Adapter options for :func:`rewire`.
         detect_anomalous_params (bool): See ``MMDistributedDataParallel``.
-        **kwargs: Other ``DistributedDataParallel`` arguments.
+        **kwargs: Other ``DistributedDataParallel`` arguments
+            (``device_ids`` is dropped for a model on the CPU).
     """
 
     def __init__(self, module, rewire_mode: str = 'reversible',
@@ -35,6 +36,11 @@ class ReversibleDistributedDataParallel(MMDistributedDataParallel):
         if not is_rewired(module):
             rewire(module, mode=rewire_mode, **(rewire_options or {}))
         kwargs.setdefault('find_unused_parameters', False)
+        # the Runner passes device_ids=[LOCAL_RANK] to every DDP wrapper;
+        # torch's DDP refuses device_ids for a module on the CPU
+        if kwargs.get('device_ids') and all(
+                p.device.type == 'cpu' for p in module.parameters()):
+            kwargs['device_ids'] = None
         super().__init__(module=module,
                          detect_anomalous_params=detect_anomalous_params,
                          **kwargs)
