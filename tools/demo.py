@@ -62,8 +62,13 @@ def test_metrics(work_dir):
     """The metrics `mim test` logged (LoggerHook dumps them as json)."""
     with open(latest_json(work_dir, '*.json')) as f:
         metrics = json.load(f)
-    pick = lambda key: next(v for k, v in metrics.items() if k.endswith(key))
-    return {'mAP@0.5': pick('mAP@0.5'), 'average_mAP': pick('average_mAP')}
+    def pick(key):
+        found = [v for k, v in metrics.items() if k.split('/')[-1] == key]
+        if not found:
+            sys.exit(f'demo: no {key} among the test metrics {sorted(metrics)}')
+        return found[0]
+
+    return {'mAP@0.5': pick('mAP@0.50'), 'average_mAP': pick('average_mAP')}
 
 
 def format_table(summary):
