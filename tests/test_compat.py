@@ -46,10 +46,17 @@ def test_import_is_silent():
     assert result.stdout == '' and result.stderr == ''
 
 
-def test_mmcv_lite_warning_exists_without_the_plugin():
-    result = run_python('import mmcv.cnn.bricks.transformer')
-    if 'MultiScaleDeformableAttention' not in result.stderr:
+def test_mmcv_lite_warning_silenced_by_the_plugin():
+    """Without the plugin the warning prints; with its patch it does not."""
+    bare = run_python('import mmcv.cnn.bricks.transformer')
+    if 'MultiScaleDeformableAttention' not in bare.stderr:
         pytest.skip('full mmcv installed: no warning to silence')
+    patched = run_python(
+        'from re2tal_mm.compat import silence_mmcv_lite_warning\n'
+        'silence_mmcv_lite_warning()\n'
+        'import mmcv.cnn.bricks.transformer')
+    assert patched.returncode == 0, patched.stderr
+    assert 'MultiScaleDeformableAttention' not in patched.stderr
 
 
 # --- dependency versions ------------------------------------------------------
