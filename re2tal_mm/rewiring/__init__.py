@@ -1,8 +1,13 @@
-"""Rewire supported video backbones into reversible networks, in place."""
-from .rewire import (ADAPTERS, find_backbones, is_rewired, rewire,
-                     rewired_stages, rewiring_summary, supported_types, unwire)
+"""Rewire supported video backbones into reversible networks, in place.
+
+Importing an adapter module registers it (see :mod:`.base`).
+"""
+from . import resnet3d, swin  # noqa: F401  (register the adapters)
+from .base import ADAPTERS, register_adapter
+from .rewire import (find_backbones, is_rewired, rewire, rewired_stages,
+                     rewiring_summary, supported_types, unwire)
 
 __all__ = [
-    'ADAPTERS', 'find_backbones', 'is_rewired', 'rewire', 'rewired_stages',
-    'rewiring_summary', 'supported_types', 'unwire'
+    'ADAPTERS', 'find_backbones', 'is_rewired', 'register_adapter', 'rewire',
+    'rewired_stages', 'rewiring_summary', 'supported_types', 'unwire'
 ]

@@ -25,6 +25,7 @@ from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
 
 from ..reversible import ResidualFunction, RewiredStage
+from .base import register_adapter
 
 
 def residual_branch(block, x):
@@ -81,11 +82,13 @@ def rewired_res_layer_forward(res_layer, stage: RewiredStage,
     return stage(functions, x)
 
 
+@register_adapter
 class ResNet3dAdapter:
     """Describes where ``ResNet3d``'s residual functions are."""
 
     backbone_types = (ResNet3d, )
     options = dict(checkpoint_first=True)
+    functions_per_block = 1
 
     @staticmethod
     def stages(backbone: ResNet3d):

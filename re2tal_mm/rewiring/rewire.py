@@ -9,10 +9,7 @@ from typing import Dict, List
 from torch import nn
 
 from ..reversible import MODES, RewiredStage
-from .resnet3d import ResNet3dAdapter
-from .swin import SwinAdapter
-
-ADAPTERS = [SwinAdapter, ResNet3dAdapter]
+from .base import ADAPTERS
 STAGES_ATTR = '_re2tal_stages'
 SUMMARY_ATTR = '_re2tal_summary'
 
@@ -92,7 +89,7 @@ def rewire(module: nn.Module, mode: str = 'reversible',
             stage_module.forward = adapter.make_forward(
                 stage_module, stage, **kwargs)
             records.append((stage, stage_module))
-            n_rev = n_blocks if adapter is SwinAdapter else n_fn
+            n_rev = n_fn // getattr(adapter, 'functions_per_block', 1)
             summary.append(dict(stage=full, functions=n_fn,
                                 blocks=n_blocks, reversible_blocks=n_rev))
         setattr(backbone, STAGES_ATTR, records)

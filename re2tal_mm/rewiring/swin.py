@@ -17,6 +17,7 @@ from mmaction.models.backbones.swin import (BasicLayer, SwinTransformer3D,
                                             window_partition, window_reverse)
 
 from ..reversible import ResidualFunction, RewiredStage
+from .base import register_adapter
 
 
 def chunked_window_attention(attn, windows, mask, chunk):
@@ -107,6 +108,7 @@ def rewired_layer_forward(layer: BasicLayer, stage: RewiredStage,
     return x
 
 
+@register_adapter
 class SwinAdapter:
     """Describes where ``SwinTransformer3D``'s residual functions are.
 
@@ -117,6 +119,7 @@ class SwinAdapter:
 
     backbone_types = (SwinTransformer3D, )
     options = dict(attention_chunk=16)
+    functions_per_block = 2
 
     @staticmethod
     def stages(backbone: SwinTransformer3D):

@@ -20,13 +20,16 @@ import subprocess
 import sys
 import time
 
+from benchmark_models import BUILDERS, build_backbone
+
 VARIANTS = ('plain', 'with_cp', 'reversible')
-MODELS = ('swin-t', 'slowfast-r50')
+MODELS = tuple(BUILDERS)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', nargs='+', default=list(MODELS),
+    parser.add_argument('--models', nargs='+',
+                        default=['swin-t', 'slowfast-r50'],
                         choices=MODELS)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                         choices=VARIANTS)
@@ -42,22 +45,6 @@ def parse_args():
                         help='internal: measure one configuration')
     parser.add_argument('--variant', choices=VARIANTS, help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def build_backbone(name: str, with_cp: bool):
-    """Swin-T or SlowFast-R50 backbone, randomly initialised, train mode."""
-    import re2tal_mm  # noqa: F401  (before mmaction.models)
-    from mmaction.models.backbones import ResNet3dSlowFast, SwinTransformer3D
-    if name == 'swin-t':
-        return SwinTransformer3D(arch='tiny', pretrained=None,
-                                 pretrained2d=False, with_cp=with_cp)
-    slow = dict(type='resnet3d', depth=50, pretrained=None, lateral=True,
-                conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1,
-                inflate=(0, 0, 1, 1), with_cp=with_cp)
-    fast = dict(type='resnet3d', depth=50, pretrained=None, lateral=False,
-                base_channels=8, conv1_kernel=(5, 7, 7), conv1_stride_t=1,
-                pool1_stride_t=1, with_cp=with_cp)
-    return ResNet3dSlowFast(slow_pathway=slow, fast_pathway=fast)
 
 
 def rss_mib(field: str = 'VmRSS') -> float:
