@@ -56,6 +56,9 @@ def test_stock_swin_config_trains_rewired(tmp_path):
     hook = [h for h in runner.hooks
             if type(h).__name__ == 'RewireBackboneHook'][0]
     assert len(hook.last_errors) == 4
+    # what the non-reversible layers keep was measured on the first iteration
+    assert hook.kept_bytes['backbone.patch_embed'][0] == 'kept'
+    assert hook.kept_bytes['backbone.layers.0.downsample'][1] > 0
     assert all(0 <= e < 1e-4 for e in hook.last_errors.values())
 
 

@@ -8,7 +8,7 @@ skip one more function::
 which is invertible: ``h_{k-2} = h_k - F_k(h_{k-1})``.
 """
 from contextlib import contextmanager
-from typing import Callable, List, NamedTuple, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -24,9 +24,16 @@ class ResidualFunction(NamedTuple):
         modules (Sequence[nn.Module]): The modules ``fn`` uses; their
             parameters receive gradients and their BatchNorm statistics are
             protected during the recompute.
+        split (Callable, optional): ``split(x)`` returns the pieces
+            (:class:`~.chunking.Chunk`) ``fn(x)`` can be computed in; the
+            reversible engine then runs the forward, the recompute and its
+            backward piece by piece. It is called once per (re)computation
+            inside the replayed RNG state, so it may draw random numbers
+            (e.g. a drop-path mask) that all pieces share.
     """
     fn: Callable[[Tensor], Tensor]
     modules: Sequence[nn.Module]
+    split: Optional[Callable[[Tensor], Sequence]] = None
 
 
 def coupled_step(prev: Tensor, cur: Tensor,

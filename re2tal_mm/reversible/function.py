@@ -3,19 +3,23 @@ from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.profiler import record_function
 
+from .chunking import Chunk, add_at_, take, whole_chunk
 from .coupling import (AutocastState, ResidualFunction, RNGState,
-                       coupled_step, frozen_running_stats, merge_streams,
+                       frozen_running_stats, merge_streams,
                        reconstruction_error, rewired_loop)
 
 MODES = ('reversible', 'autograd')
 
 
 def trainable_parameters(
-        functions: Sequence[ResidualFunction]) -> List[Tensor]:
+        functions: Sequence[Optional[ResidualFunction]]) -> List[Tensor]:
     """Unique parameters requiring grad of all functions, in order."""
     seen, params = set(), []
     for f in functions:
+        if f is None:
+            continue
         for module in f.modules:
             for p in module.parameters():
                 if p.requires_grad and id(p) not in seen:
@@ -24,76 +28,170 @@ def trainable_parameters(
     return params
 
 
+def pieces(f: ResidualFunction, x: Tensor) -> Sequence[Chunk]:
+    """The chunks ``f`` is computed in (one when it offers no split)."""
+    return f.split(x) if f.split is not None else [whole_chunk(f.fn)]
+
+
+def keeps_graph() -> bool:
+    """Whether the running backward was asked to retain the graph (then the
+    saved streams must not be consumed in place)."""
+    getter = getattr(torch._C._autograd, '_get_current_graph_task_keep_graph',
+                     None)
+    return True if getter is None else bool(getter())
+
+
+class GradAccumulator:
+    """Sums parameter gradients piece by piece, in parameter order.
+
+    Args:
+        params (Sequence[Tensor]): The parameters receiving gradients.
+    """
+
+    def __init__(self, params: Sequence[Tensor]):
+        self.index = {id(p): i for i, p in enumerate(params)}
+        self.grads: List[Optional[Tensor]] = [None] * len(params)
+
+    def add(self, params: Sequence[Tensor], grads: Sequence) -> None:
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            i = self.index[id(p)]
+            if self.grads[i] is None:
+                self.grads[i] = g
+            else:
+                self.grads[i].add_(g)
+
+
+def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
+                    grad_x: Tensor, acc: GradAccumulator, f_params,
+                    on_output=None, combine=None) -> None:
+    """Recompute ``y = f(x)`` piece by piece and back-propagate ``grad_y``.
+
+    ``grad_x[read] += dL/dx`` and parameter gradients go to ``acc``;
+    ``on_output(chunk, out)`` sees every recomputed piece (to rebuild a
+    stream). ``combine(piece)`` maps the read input piece to ``f``'s input
+    (e.g. merging two streams). Must run inside the replayed RNG/autocast.
+    """
+    for chunk in pieces(f, x):
+        piece = take(x, chunk.read)
+        if combine is not None:
+            piece = combine(chunk, piece)
+        inp = piece.detach().requires_grad_(True)
+        with torch.enable_grad(), record_function('re2tal.recompute'):
+            out = chunk.fn(inp)
+        with record_function('re2tal.piece_backward'):
+            grads = torch.autograd.grad(
+                out, [inp] + f_params,
+                take(grad_y, chunk.write).to(out.dtype), allow_unused=True)
+        if on_output is not None:
+            on_output(chunk, out.detach())
+        if grads[0] is not None:
+            add_at_(grad_x, chunk.read, grads[0])
+        acc.add(f_params, grads[1:])
+        del inp, out, grads
+
+
 class ReversibleChainFunction(torch.autograd.Function):
     """Memory-free backprop through a rewired residual chain.
 
     The forward keeps only the two final streams; the backward walks the
     functions in reverse, rebuilds each input, recomputes ``F_k`` with grad
     enabled (replaying RNG and autocast state) and back-propagates through it.
-    Parameter gradients are returned as ordinary Function outputs, so hooks on
-    parameters (e.g. DDP) fire once per step.
+    Functions offering a ``split`` are computed, recomputed and
+    back-propagated piece by piece, and streams are updated in place, so
+    besides the two streams (and their two gradients in the backward) only
+    one piece's activations are alive at a time. An optional non-reversible
+    ``tail`` (e.g. a patch merging after the stage) is applied to the merged
+    output and recomputed from the two streams in the backward, so the merged
+    output is never stored. Parameter gradients are returned as ordinary
+    Function outputs, so hooks on parameters (e.g. DDP) fire once per step.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, functions: Sequence[ResidualFunction],
-                *params: Tensor) -> Tensor:
+                tail: Optional[ResidualFunction], *params: Tensor) -> Tensor:
         ctx.functions = functions
+        ctx.tail = tail
         ctx.autocast = AutocastState(x.device.type)
         ctx.rng_states = []
         prev, cur = x, x
         for f in functions:
             ctx.rng_states.append(RNGState([cur]))
-            prev, cur = coupled_step(prev, cur, f.fn)
+            # h_k overwrites h_{k-2} in place, except when that is the input
+            new = prev.clone(memory_format=torch.contiguous_format) \
+                if prev is x else prev
+            for chunk in pieces(f, cur):
+                add_at_(new, chunk.write, chunk.fn(take(cur, chunk.read)))
+            prev, cur = cur, new
         ctx.save_for_backward(prev, cur)
-        ctx.num_params = len(params)
-        return merge_streams(prev, cur)
+        if tail is None:  # merge_streams with one temporary less
+            return torch.add(prev, cur).div_(2)
+        ctx.tail_rng = RNGState([cur])
+        chunks = pieces(tail, cur)
+        outs = [c.fn(merge_streams(take(prev, c.read), take(cur, c.read)))
+                for c in chunks]
+        # the tail's pieces write consecutive slices along one dimension
+        return outs[0] if len(outs) == 1 else \
+            torch.cat(outs, dim=len(chunks[0].write) - 1)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         prev, cur = ctx.saved_tensors
-        params = trainable_parameters(ctx.functions)
-        index = {id(p): i for i, p in enumerate(params)}
-        param_grads: List[Optional[Tensor]] = [None] * len(params)
-        grad_prev = grad_cur = grad_out / 2
+        if keeps_graph():
+            prev, cur = prev.clone(), cur.clone()
+        params = trainable_parameters(list(ctx.functions) + [ctx.tail])
+        acc = GradAccumulator(params)
+        grad_prev = grad_out / 2 if ctx.tail is None else \
+            ReversibleChainFunction._tail_backward(ctx, prev, cur, grad_out,
+                                                   acc)
+        grad_cur = grad_prev.clone()
         for f, state in zip(reversed(ctx.functions), reversed(ctx.rng_states)):
-            f_params = trainable_parameters([f])
-            inp = prev.detach().requires_grad_(True)
-            # running stats are restored only after the grad is taken:
+            # running stats are restored only after the grads are taken:
             # BatchNorm's backward checks their version counters
-            with frozen_running_stats(f.modules):
-                with torch.enable_grad(), state.replay(), \
-                        ctx.autocast.replay():
-                    out = f.fn(inp)
-                grads = torch.autograd.grad(
-                    out, [inp] + f_params, grad_cur.to(out.dtype),
-                    allow_unused=True)
-            with torch.no_grad():
-                rebuilt = cur - out.detach()
-            for p, g in zip(f_params, grads[1:]):
-                if g is None:
-                    continue
-                i = index[id(p)]
-                param_grads[i] = g if param_grads[i] is None \
-                    else param_grads[i] + g
-            grad_inp = grads[0] if grads[0] is not None else 0
-            # h_{k-2} gets grad_cur through the skip; h_{k-1} is complete now.
-            prev, cur = rebuilt, prev
-            grad_prev, grad_cur = grad_cur, grad_prev + grad_inp
-            del inp, out, grads
-        return (grad_prev + grad_cur, None, *param_grads)
+            with frozen_running_stats(f.modules), state.replay(), \
+                    ctx.autocast.replay():
+                # h_{k-2} = h_k - F_k(h_{k-1}), rebuilt in place of h_k
+                backward_pieces(
+                    f, prev, grad_cur, grad_prev, acc,
+                    trainable_parameters([f]),
+                    on_output=lambda c, out, cur=cur: add_at_(
+                        cur, c.write, out, alpha=-1))
+            # h_{k-2} gets grad_cur through the skip; h_{k-1} is complete now
+            prev, cur = cur, prev
+            grad_prev, grad_cur = grad_cur, grad_prev
+        return (grad_prev.add_(grad_cur), None, None, *acc.grads)
+
+    @staticmethod
+    def _tail_backward(ctx, prev, cur, grad_out, acc) -> Tensor:
+        """Back-propagate through ``tail(merge(prev, cur))``; returns the
+        gradient of each stream (half that of the merged output)."""
+        grad_merged = torch.zeros_like(cur,
+                                       memory_format=torch.contiguous_format)
+        tail = ctx.tail
+        with frozen_running_stats(tail.modules), ctx.tail_rng.replay(), \
+                ctx.autocast.replay():
+            backward_pieces(
+                tail, cur, grad_out, grad_merged, acc,
+                trainable_parameters([tail]),
+                combine=lambda c, cur_piece: merge_streams(
+                    take(prev, c.read), cur_piece))
+        return grad_merged.div_(2)
 
 
-def reversible_chain(functions: Sequence[ResidualFunction],
-                     x: Tensor) -> Tensor:
-    """Run a rewired chain, storing only its output when grads are needed.
+def reversible_chain(functions: Sequence[ResidualFunction], x: Tensor,
+                     tail: Optional[ResidualFunction] = None) -> Tensor:
+    """Run a rewired chain (then ``tail``), storing only its two streams
+    when grads are needed.
 
     With nothing requiring a gradient (``torch.no_grad()`` or frozen input
     and parameters) the plain rewired loop runs without any bookkeeping.
     """
-    params = trainable_parameters(functions)
+    params = trainable_parameters(list(functions) + [tail])
     if not torch.is_grad_enabled() or not (x.requires_grad or params):
-        return rewired_loop(functions, x)
-    return ReversibleChainFunction.apply(x, functions, *params)
+        y = rewired_loop(functions, x)
+        return y if tail is None else tail.fn(y)
+    return ReversibleChainFunction.apply(x, functions, tail, *params)
 
 
 class RewiredStage:
@@ -115,13 +213,16 @@ class RewiredStage:
         self.probe = False
         self.last_error: Optional[float] = None
 
-    def __call__(self, functions: Sequence[ResidualFunction],
-                 x: Tensor) -> Tensor:
+    def __call__(self, functions: Sequence[ResidualFunction], x: Tensor,
+                 tail: Optional[ResidualFunction] = None) -> Tensor:
+        """Run the chain on ``x``, then ``tail`` (non-reversible, fused so
+        that in ``'reversible'`` mode it is recomputed from the streams)."""
         if self.probe:
             self.last_error = reconstruction_error(functions, x)
         if self.mode == 'autograd':
-            return rewired_loop(functions, x)
-        return reversible_chain(functions, x)
+            y = rewired_loop(functions, x)
+            return y if tail is None else tail.fn(y)
+        return reversible_chain(functions, x, tail)
 
     def __repr__(self) -> str:
         return (f'RewiredStage({self.name!r}, functions={self.num_functions},'

@@ -13,18 +13,28 @@ non-local block or a downsample are left as they are.
 Option ``checkpoint_first`` (default True): in ``'reversible'`` mode the first
 (non-reversible) block of each rewired stage runs under activation
 checkpointing, with BatchNorm running statistics updated once.
+
+Options ``chunks`` / ``chunk_mib``: the reversible engine computes a residual
+branch in pieces along time, each read with the temporal halo its kernels
+need (the sum of their temporal radii). Batch statistics are not local, so a
+branch is split only while all its norms are BatchNorms in eval mode
+(``norm_eval=True``, the usual setting for fine-tuning); otherwise it runs
+whole.
 """
 from contextlib import contextmanager, nullcontext
 from functools import partial
+from typing import List, Optional
 
 import torch
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
 
-from ..reversible import ResidualFunction, RewiredStage
+from ..reversible import (Chunk, ResidualFunction, RewiredStage, num_chunks,
+                          split_range)
 from .base import register_adapter
 
 
@@ -66,17 +76,73 @@ def checkpointed(block, x):
         context_fn=lambda: (nullcontext(), running_stats_untouched(block)))
 
 
-def rewired_res_layer_forward(res_layer, stage: RewiredStage,
-                              checkpoint_first, x):
+def temporal_halo(block) -> Optional[int]:
+    """Frames of context a residual branch needs on each side of a time
+    slice (sum of its temporal kernel radii), or None when it cannot be
+    split along time (strided, unevenly padded, or batch statistics)."""
+    convs = [block.conv1, block.conv2]
+    if isinstance(block, Bottleneck3d):
+        convs.append(block.conv3)
+    for m in block.modules():
+        if (isinstance(m, _BatchNorm) and m.training) or \
+                isinstance(m, (nn.GroupNorm, nn.InstanceNorm3d,
+                               nn.LayerNorm)):
+            return None
+    halo = 0
+    for conv_module in convs:
+        conv = getattr(conv_module, 'conv', conv_module)
+        k, s = conv.kernel_size[0], conv.stride[0]
+        p, d = conv.padding[0], conv.dilation[0]
+        if s != 1 or k % 2 == 0 or p != d * (k - 1) // 2 or \
+                conv.padding_mode != 'zeros':
+            return None
+        halo += p
+    return halo
+
+
+def branch_piece(block, start: int, length: int, x: Tensor) -> Tensor:
+    """The residual branch on a time slice with halo, cropped to the
+    ``length`` frames from ``start`` (relative to the slice)."""
+    return residual_branch(block, x).narrow(2, start, length)
+
+
+def split_branch(block, halo: int, chunks: int, chunk_bytes,
+                 x: Tensor) -> List[Chunk]:
+    """Pieces of a residual branch: time slices read with their halo."""
+    T = x.shape[2]
+    pieces = []
+    for t0, t1 in split_range(T, num_chunks(x, chunks, chunk_bytes)):
+        a, b = max(t0 - halo, 0), min(t1 + halo, T)
+        pieces.append(Chunk(
+            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(t0, t1)),
+            partial(branch_piece, block, t0 - a, t1 - t0)))
+    return pieces
+
+
+def branch_function(block, chunks: int = 1,
+                    chunk_bytes=None) -> ResidualFunction:
+    """The residual function of ``block``, split along time when asked and
+    possible."""
+    split = None
+    if chunks > 1 or chunk_bytes:
+        halo = temporal_halo(block)
+        if halo is not None:
+            split = partial(split_branch, block, halo, chunks, chunk_bytes)
+    return ResidualFunction(partial(residual_branch, block), [block], split)
+
+
+def rewired_res_layer_forward(res_layer, stage: RewiredStage, options: dict,
+                              x):
     """A res-layer ``Sequential`` forward: first block, then the chain."""
     blocks = list(res_layer)
-    if checkpoint_first and stage.mode == 'reversible' and \
+    if options['checkpoint_first'] and stage.mode == 'reversible' and \
             torch.is_grad_enabled() and x.requires_grad:
         x = checkpointed(blocks[0], x)
     else:
         x = blocks[0](x)
     functions = [
-        ResidualFunction(partial(residual_branch, blk), [blk])
+        branch_function(blk, options['chunks'], options['chunk_bytes'])
         for blk in blocks[1:]
     ]
     return stage(functions, x)
@@ -84,10 +150,14 @@ def rewired_res_layer_forward(res_layer, stage: RewiredStage,
 
 @register_adapter
 class ResNet3dAdapter:
-    """Describes where ``ResNet3d``'s residual functions are."""
+    """Describes where ``ResNet3d``'s residual functions are.
+
+    Options: ``checkpoint_first`` (bool, default True), ``chunks`` (int,
+    default 1) and ``chunk_mib`` (float, optional), see the module doc.
+    """
 
     backbone_types = (ResNet3d, )
-    options = dict(checkpoint_first=True)
+    options = dict(checkpoint_first=True, chunks=1, chunk_mib=None)
     functions_per_block = 1
 
     @staticmethod
@@ -102,8 +172,25 @@ class ResNet3dAdapter:
             yield name, res_layer, len(blocks) - 1, len(blocks)
 
     @staticmethod
+    def non_reversible(backbone: ResNet3d):
+        """``(name, module, policy)`` of the layers outside the chains."""
+        yield 'conv1', backbone.conv1, 'kept'
+        for name, stage_module, n_fn, _ in ResNet3dAdapter.stages(backbone):
+            if stage_module is None:
+                yield name, getattr(backbone, name), 'kept'
+            else:
+                policy = 'checkpoint' if getattr(
+                    stage_module.forward, 'args', (None, None, {}))[2].get(
+                        'checkpoint_first', False) else 'kept'
+                yield f'{name}.0', stage_module[0], policy
+
+    @staticmethod
     def make_forward(stage_module, stage: RewiredStage,
-                     checkpoint_first: bool = True):
+                     checkpoint_first: bool = True, chunks: int = 1,
+                     chunk_mib=None):
         """The replacement forward bound to ``stage_module``."""
+        options = dict(checkpoint_first=checkpoint_first, chunks=int(chunks),
+                       chunk_bytes=int(chunk_mib * 2**20) if chunk_mib
+                       else None)
         return partial(rewired_res_layer_forward, stage_module, stage,
-                       checkpoint_first)
+                       options)

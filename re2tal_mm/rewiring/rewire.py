@@ -4,6 +4,7 @@ Only the ``forward`` of each stage-level module is replaced, through an
 instance attribute; parameters, buffers and state_dict keys never change and
 ``unwire`` deletes the attribute, restoring the class forward exactly.
 """
+from functools import partial
 from typing import Dict, List
 
 from torch import nn
@@ -12,6 +13,11 @@ from ..reversible import MODES, RewiredStage
 from .base import ADAPTERS
 STAGES_ATTR = '_re2tal_stages'
 SUMMARY_ATTR = '_re2tal_summary'
+# set by adapters' ``prepare``: a module whose forward was replaced, a stage
+# with the non-reversible layer after it fused in, parameters frozen
+PATCHED_ATTR = '_re2tal_patched'
+FUSED_ATTR = '_re2tal_fused_merging'
+FROZEN_ATTR = '_re2tal_frozen'
 
 
 def supported_types() -> List[type]:
@@ -27,11 +33,16 @@ def find_backbones(module: nn.Module) -> List[tuple]:
     """
     found = []
     for name, m in module.named_modules():
-        for adapter in ADAPTERS:
-            if isinstance(m, adapter.backbone_types):
-                found.append((name, m, adapter))
-                break
+        matches = [a for a in ADAPTERS if isinstance(m, a.backbone_types)]
+        if matches:  # the most specific adapter (e.g. ResNetTSM over ResNet)
+            found.append((name, m, min(matches, key=partial(mro_distance, m))))
     return found
+
+
+def mro_distance(module: nn.Module, adapter) -> int:
+    """How far up ``module``'s MRO the closest type of ``adapter`` is."""
+    mro = type(module).__mro__
+    return min(mro.index(t) for t in adapter.backbone_types if t in mro)
 
 
 def is_rewired(module: nn.Module) -> bool:
@@ -77,6 +88,9 @@ def rewire(module: nn.Module, mode: str = 'reversible',
         unwire(module)
     for name, backbone, adapter in backbones:
         records, summary = [], []
+        kwargs = {k: options[k] for k in options if k in adapter.options}
+        if hasattr(adapter, 'prepare'):  # options acting on the backbone
+            adapter.prepare(backbone, **kwargs)
         for stage_name, stage_module, n_fn, n_blocks in \
                 adapter.stages(backbone):
             full = f'{name}.{stage_name}' if name else stage_name
@@ -85,7 +99,6 @@ def rewire(module: nn.Module, mode: str = 'reversible',
                                     blocks=n_blocks, reversible_blocks=0))
                 continue
             stage = RewiredStage(full, n_fn, mode)
-            kwargs = {k: options[k] for k in options if k in adapter.options}
             stage_module.forward = adapter.make_forward(
                 stage_module, stage, **kwargs)
             records.append((stage, stage_module))
@@ -98,10 +111,17 @@ def rewire(module: nn.Module, mode: str = 'reversible',
 
 
 def unwire(module: nn.Module) -> nn.Module:
-    """Restore the original forward of every rewired stage in ``module``."""
+    """Restore the original forward of every rewired stage in ``module``
+    (and undo what adapters' ``prepare`` did: patched non-reversible
+    layers, frozen parameters)."""
     for m in module.modules():
         for _, stage_module in getattr(m, STAGES_ATTR, []):
             stage_module.__dict__.pop('forward', None)
+        if m.__dict__.pop(PATCHED_ATTR, False):
+            m.__dict__.pop('forward', None)
+        m.__dict__.pop(FUSED_ATTR, None)
+        for p in m.__dict__.pop(FROZEN_ATTR, []):
+            p.requires_grad_(True)
         for attr in (STAGES_ATTR, SUMMARY_ATTR):
             if attr in m.__dict__:
                 delattr(m, attr)

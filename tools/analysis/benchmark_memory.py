@@ -1,16 +1,33 @@
-"""Peak memory and step time of a training step: plain/with_cp/reversible.
+"""Peak memory and step time of a training step, per rewiring variant.
 
-Each (model, frames, variant) runs in a fresh subprocess. On CPU the figure is
-the peak RSS over the pre-step baseline (the high-water mark is reset through
-``/proc/self/clear_refs``), run with ``MALLOC_MMAP_THRESHOLD_=65536`` so freed
-tensors go back to the system; on CUDA it is ``max_memory_allocated`` over the
-pre-step allocation. Prints a markdown table and writes a PNG plot of memory
-versus number of frames.
+Variants: ``plain``, ``with_cp`` (activation checkpointing), ``reversible``
+and ``reversible+chunks`` (chunked recompute, ``PatchMerging`` recomputed
+from the streams). Each (model, frames, variant) runs in a fresh subprocess.
+On CPU the figure is the peak RSS over the pre-step baseline (the high-water
+mark is reset through ``/proc/self/clear_refs``), run with
+``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors go back to the system; on
+CUDA it is ``max_memory_allocated`` over the pre-step allocation. The input
+clip is allocated after the baseline, so it is part of the figure.
 
-Example::
+Beside each measurement the analytic floor of a reversible step is given:
+two streams per rewired stage, the input clip and the parameter gradients
+(shapes from a forward on the ``meta`` device).
 
-    python tools/analysis/benchmark_memory.py --models swin-t slowfast-r50 \
-        --frames 8 16 32 --size 224 --out-dir work_dirs/benchmark
+Modes:
+
+* default: a markdown table and a plot of memory versus frames;
+* ``--scan-frames``: for ``--budget-gib``, the largest number of frames each
+  variant trains (a linear fit on two small runs predicts it, then bisection
+  in multiples of ``--frame-unit`` confirms it, each probe a fresh process);
+* ``--profile``: where a step's time goes (forward, backward, and inside the
+  reversible backward the recompute and the per-piece backward).
+
+Examples::
+
+    python tools/analysis/benchmark_memory.py --models swin-t --frames 32 \
+        --steps 3
+    python tools/analysis/benchmark_memory.py --models swin-t --scan-frames \
+        --budget-gib 8 --max-frames 1024
 """
 import argparse
 import json
@@ -20,9 +37,9 @@ import subprocess
 import sys
 import time
 
-from benchmark_models import BUILDERS, build_backbone
+from benchmark_models import BUILDERS, INPUTS, build_backbone
 
-VARIANTS = ('plain', 'with_cp', 'reversible')
+VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+chunks')
 MODELS = tuple(BUILDERS)
 
 
@@ -40,10 +57,31 @@ def parse_args():
     parser.add_argument('--steps', type=int, default=1,
                         help='step time is the median over this many steps '
                         '(memory is always that of the first)')
+    parser.add_argument('--chunks', type=int, default=8,
+                        help='reversible+chunks: at least this many pieces')
+    parser.add_argument('--chunk-mib', type=float, default=0.5,
+                        help='reversible+chunks: most MiB of input a piece')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile one step with torch.profiler')
+    parser.add_argument('--scan-frames', action='store_true',
+                        help='find the most frames each variant trains '
+                        'within --budget-gib')
+    parser.add_argument('--budget-gib', type=float, default=8.0)
+    parser.add_argument('--max-frames', type=int, default=1024)
+    parser.add_argument('--scan-start', type=int, default=16,
+                        help='the fit uses this many frames and twice it')
+    parser.add_argument('--frame-unit', type=int, default=2,
+                        help='probed frames are multiples of this (the '
+                        'temporal patch size)')
+    parser.add_argument('--resolution', type=int, default=8,
+                        help='bisection stops at this many frames')
+    parser.add_argument('--max-probes', type=int, default=6,
+                        help='probes per variant after the two fit runs')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_memory')
     parser.add_argument('--worker', action='store_true',
                         help='internal: measure one configuration')
     parser.add_argument('--variant', choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument('--abort-mib', type=float, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -55,18 +93,119 @@ def rss_mib(field: str = 'VmRSS') -> float:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
+OVER_BUDGET = 3  # exit code of a worker stopped above --abort-mib
+
+
+def abort_above(limit_mib: float, base_mib: float) -> None:
+    """Stop the process as soon as its RSS exceeds the baseline by
+    ``limit_mib`` (a failing scan probe need not run to its end)."""
+    import threading
+
+    def watch():
+        while True:
+            if rss_mib() - base_mib > limit_mib:
+                os._exit(OVER_BUDGET)
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def rewire_options(args) -> dict:
+    """Options of ``reversible+chunks``."""
+    return dict(chunks=args.chunks, chunk_mib=args.chunk_mib,
+                merging='recompute')
+
+
+def make_input(name, batch, frames, size, device):
+    import torch
+    if INPUTS.get(name) == 'NCHW':
+        return torch.randn(batch * frames, 3, size, size, device=device)
+    return torch.randn(batch, 3, frames, size, size, device=device)
+
+
+def analytic_floor(name, frames, size, batch) -> dict:
+    """Bytes a reversible step cannot do without, from the model's shapes.
+
+    Two streams per rewired stage (the stage output shape; the stages'
+    forward runs on the ``meta`` device), the input clip, and one gradient
+    per trainable parameter. Float32.
+    """
+    import torch
+    from re2tal_mm.rewiring import find_backbones
+    model = build_backbone(name, False).to('meta')
+    sizes, handles = [], []
+    for _, backbone, adapter in find_backbones(model):
+        for _, stage_module, _, _ in adapter.stages(backbone):
+            if stage_module is not None:
+                handles.append(stage_module.register_forward_hook(
+                    lambda m, a, out: sizes.append(out.numel())))
+    x = make_input(name, batch, frames, size, 'meta')
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    mib = 4 / 2**20
+    streams = 2 * sum(sizes) * mib
+    return dict(streams_mib=streams, input_mib=x.numel() * mib,
+                grads_mib=grads * mib,
+                floor_mib=streams + x.numel() * mib + grads * mib)
+
+
+def build_variant(args):
+    from re2tal_mm.rewiring import rewire
+    name, variant = args.models[0], args.variant
+    model = build_backbone(name, variant == 'with_cp')
+    if variant == 'reversible':
+        rewire(model, mode='reversible')
+    elif variant == 'reversible+chunks':
+        rewire(model, mode='reversible', **rewire_options(args))
+    return model
+
+
+def train_step(model, x):
+    """Forward and backward of ``mean`` of the outputs; returns the times."""
+    from torch.autograd.profiler import record_function
+    start = time.perf_counter()
+    with record_function('step.forward'):
+        out = model(x)
+        outs = out if isinstance(out, tuple) else (out, )
+        loss = sum(o.float().mean() for o in outs)
+    mid = time.perf_counter()
+    with record_function('step.backward'):
+        loss.backward()
+    return mid - start, time.perf_counter() - mid
+
+
+def profile_step(model, x) -> dict:
+    """Seconds of one profiled step: forward, backward, and inside the
+    reversible backward the recompute and the per-piece backward."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, x)
+    events = {e.key: e for e in prof.key_averages()}
+
+    def total(key):
+        e = events.get(key)
+        return e.cpu_time_total / 1e6 if e is not None else 0.0
+
+    result = {k: total(k) for k in (
+        'step.forward', 'step.backward', 're2tal.recompute',
+        're2tal.piece_backward')}
+    print(prof.key_averages().table(sort_by='self_cpu_time_total',
+                                    row_limit=15), file=sys.stderr)
+    return result
+
+
 def measure(args) -> dict:
     """One training step (forward + backward) of one configuration."""
     import torch
-    from re2tal_mm.rewiring import rewire
     torch.manual_seed(0)
+    name = args.models[0]
     device = torch.device(args.device)
-    model = build_backbone(args.models[0], args.variant == 'with_cp')
-    if args.variant == 'reversible':
-        rewire(model, mode='reversible')
+    floor = analytic_floor(name, args.frames[0], args.size, args.batch)
+    model = build_variant(args)
     model.to(device).train()
-    x = torch.randn(args.batch, 3, args.frames[0], args.size, args.size,
-                    device=device)
     cuda = device.type == 'cuda'
     if cuda:
         torch.cuda.synchronize()
@@ -76,54 +215,99 @@ def measure(args) -> dict:
         base = rss_mib()
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')  # reset VmHWM to the current RSS
+        if args.abort_mib:
+            abort_above(args.abort_mib, base)
+    x = make_input(name, args.batch, args.frames[0], args.size, device)
     times = []
     for i in range(max(args.steps, 1)):
         start = time.perf_counter()
-        out = model(x)
-        outs = out if isinstance(out, tuple) else (out, )
-        sum(o.float().mean() for o in outs).backward()
-        del out, outs
+        fwd, _ = train_step(model, x)
         if cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, fwd))
         if i == 0:
             peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else
                     rss_mib('VmHWM'))
-    step = sorted(times)[len(times) // 2]
-    return dict(model=args.models[0], variant=args.variant,
-                frames=args.frames[0], peak_mib=peak - base, step_s=step)
+        model.zero_grad(set_to_none=True)
+    step, fwd = sorted(times)[len(times) // 2]
+    row = dict(model=name, variant=args.variant, frames=args.frames[0],
+               peak_mib=peak - base, step_s=step, forward_s=fwd, **floor)
+    if args.profile:
+        row['profile'] = profile_step(model, x)
+    return row
 
 
-def run_worker(model, variant, frames, args) -> dict:
-    """Measure one configuration in a fresh interpreter."""
+def run_worker(model, variant, frames, args, steps=None,
+               abort_mib=None) -> dict:
+    """Measure one configuration in a fresh interpreter (None when it was
+    stopped above ``abort_mib``)."""
     cmd = [sys.executable, osp.abspath(__file__), '--worker', '--models',
            model, '--variant', variant, '--frames', str(frames), '--size',
            str(args.size), '--batch', str(args.batch), '--device',
-           args.device, '--steps', str(args.steps)]
+           args.device, '--steps', str(steps or args.steps), '--chunks',
+           str(args.chunks), '--chunk-mib', str(args.chunk_mib)]
+    if args.profile:
+        cmd.append('--profile')
+    if abort_mib:
+        cmd += ['--abort-mib', str(abort_mib)]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode == OVER_BUDGET and abort_mib:
+        return None
     if proc.returncode != 0:
         raise RuntimeError(f'{model}/{variant}/{frames} failed:\n'
                            f'{proc.stderr[-2000:]}')
+    if args.profile:
+        print(proc.stderr[-6000:], file=sys.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def markdown_table(rows) -> str:
-    lines = ['| model | frames | variant | peak MiB | x plain | step s | '
-             'x plain |', '|---|---|---|---|---|---|---|']
-    plain = {(r['model'], r['frames']): r for r in rows
-             if r['variant'] == 'plain'}
+    """Measured rows (peak over the baseline, ratios, peak without the
+    parameter gradients) and the analytic floor per configuration."""
+    lines = ['| model | frames | variant | peak MiB | x plain | x with_cp | '
+             'x floor | peak - grads MiB | step s | x plain |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    ref = {(r['model'], r['frames'], r['variant']): r for r in rows}
     for r in rows:
-        ref = plain.get((r['model'], r['frames']))
-        mem = f'{r["peak_mib"] / ref["peak_mib"]:.2f}' if ref else '-'
-        tim = f'{r["step_s"] / ref["step_s"]:.2f}' if ref else '-'
-        lines.append(f'| {r["model"]} | {r["frames"]} | {r["variant"]} | '
-                     f'{r["peak_mib"]:.0f} | {mem} | {r["step_s"]:.2f} | '
-                     f'{tim} |')
+        plain = ref.get((r['model'], r['frames'], 'plain'))
+        cp = ref.get((r['model'], r['frames'], 'with_cp'))
+        mem = f'{r["peak_mib"] / plain["peak_mib"]:.3f}' if plain else '-'
+        mcp = f'{r["peak_mib"] / cp["peak_mib"]:.3f}' if cp else '-'
+        tim = f'{r["step_s"] / plain["step_s"]:.2f}' if plain else '-'
+        lines.append(
+            f'| {r["model"]} | {r["frames"]} | {r["variant"]} | '
+            f'{r["peak_mib"]:.0f} | {mem} | {mcp} | '
+            f'{r["peak_mib"] / r["floor_mib"]:.2f} | '
+            f'{r["peak_mib"] - r["grads_mib"]:.0f} | {r["step_s"]:.2f} | '
+            f'{tim} |')
+    floors = {(r['model'], r['frames']): r for r in rows}
+    lines.append('')
+    lines.append('| model | frames | floor MiB | streams | input | grads |')
+    lines.append('|---|---|---|---|---|---|')
+    for (model, frames), r in floors.items():
+        lines.append(f'| {model} | {frames} | {r["floor_mib"]:.0f} | '
+                     f'{r["streams_mib"]:.0f} | {r["input_mib"]:.0f} | '
+                     f'{r["grads_mib"]:.0f} |')
     return '\n'.join(lines)
 
 
-def plot(rows, path: str) -> None:
+def profile_table(rows) -> str:
+    lines = ['| model | frames | variant | forward s | backward s | '
+             'recompute s | piece backward s |',
+             '|---|---|---|---|---|---|---|']
+    for r in rows:
+        p = r.get('profile')
+        if p:
+            lines.append(
+                f'| {r["model"]} | {r["frames"]} | {r["variant"]} | '
+                f'{p["step.forward"]:.2f} | {p["step.backward"]:.2f} | '
+                f'{p["re2tal.recompute"]:.2f} | '
+                f'{p["re2tal.piece_backward"]:.2f} |')
+    return '\n'.join(lines)
+
+
+def plot(rows, path: str, budget_mib=None) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -136,10 +320,105 @@ def plot(rows, path: str) -> None:
                          if r['model'] == model and r['variant'] == variant)
             if pts:
                 ax.plot(*zip(*pts), marker='o', label=variant)
+        floor = sorted({(r['frames'], r['floor_mib']) for r in rows
+                        if r['model'] == model})
+        ax.plot(*zip(*floor), linestyle='--', color='k',
+                label='analytic floor')
+        if budget_mib:
+            ax.axhline(budget_mib, color='r', linestyle=':', label='budget')
         ax.set(title=model, xlabel='frames', ylabel='peak memory (MiB)')
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def round_frames(frames: float, unit: int) -> int:
+    return max(unit, int(frames // unit) * unit)
+
+
+def scan_variant(model, variant, args, rows) -> dict:
+    """Largest frames within the budget: a linear fit on two small runs
+    predicts it, probes confirm it and bisect (to ``--resolution`` frames or
+    10%); hopeless probes (predicted over 1.5 budgets) are skipped and a
+    probe stops as soon as it exceeds the budget."""
+    budget = args.budget_gib * 1024
+    unit, probes = args.frame_unit, {}
+
+    def probe(frames):
+        print(f'  {model} {variant} {frames} frames ...', end=' ',
+              flush=True)
+        row = run_worker(model, variant, frames, args, steps=1,
+                         abort_mib=budget)
+        if row is None:  # stopped as soon as it went over the budget
+            print('over budget', flush=True)
+            probes[frames] = float('inf')
+            return False
+        print(f'{row["peak_mib"]:.0f} MiB, {row["step_s"]:.1f} s',
+              flush=True)
+        rows.append(row)
+        probes[frames] = row['peak_mib']
+        return row['peak_mib'] <= budget
+
+    f0 = args.scan_start
+    probe(f0)
+    probe(2 * f0)
+    slope = max((probes[2 * f0] - probes[f0]) / f0, 1e-6)
+    offset = probes[f0] - slope * f0
+
+    def predicted(frames):
+        return offset + slope * frames
+
+    pred = round_frames((budget - offset) / slope, unit)
+    pred = min(pred, args.max_frames)
+    fits = [f for f, m in probes.items() if m <= budget]
+    lo = max(fits) if fits else 0
+    hi = min([f for f, m in probes.items() if m > budget], default=None)
+    candidate = pred if pred > lo and (hi is None or pred < hi) else None
+    for _ in range(args.max_probes):
+        if candidate is None:
+            if hi is None:
+                if lo >= args.max_frames:
+                    break
+                candidate = min(args.max_frames, round_frames(
+                    lo + max(args.resolution, 0.1 * lo) + unit, unit))
+            elif hi - lo <= max(args.resolution, 0.1 * lo):
+                break
+            else:
+                candidate = round_frames((lo + hi) / 2, unit)
+                if candidate <= lo:
+                    break
+        if predicted(candidate) > 1.5 * budget:
+            hi = candidate  # hopeless: not run
+        elif probe(candidate):
+            lo = candidate
+        else:
+            hi = candidate
+        candidate = None
+    return dict(model=model, variant=variant, max_frames=lo,
+                first_failing=hi, predicted=pred,
+                peak_mib=probes.get(lo), capped=lo >= args.max_frames)
+
+
+def scan_table(results, budget_gib) -> str:
+    lines = [f'| model | variant | max frames within {budget_gib:g} GiB | '
+             'x plain | peak MiB there | first failing | fit prediction |',
+             '|---|---|---|---|---|---|---|']
+    plain = {r['model']: r['max_frames'] for r in results
+             if r['variant'] == 'plain'}
+    for r in results:
+        ratio = f'{r["max_frames"] / plain[r["model"]]:.1f}' \
+            if plain.get(r['model']) else '-'
+        cap = ' (cap)' if r['capped'] else ''
+        peak = f'{r["peak_mib"]:.0f}' if r['peak_mib'] else '-'
+        lines.append(f'| {r["model"]} | {r["variant"]} | '
+                     f'{r["max_frames"]}{cap} | {ratio} | {peak} | '
+                     f'{r["first_failing"] or "-"} | {r["predicted"]} |')
+    return '\n'.join(lines)
+
+
+def write(args, name, text):
+    with open(osp.join(args.out_dir, name), 'w') as f:
+        f.write(text + '\n')
 
 
 def main():
@@ -148,9 +427,23 @@ def main():
         print(json.dumps(measure(args)))
         return
     os.makedirs(args.out_dir, exist_ok=True)
+    rows = []
+    if args.scan_frames:
+        results = []
+        for model in args.models:
+            for variant in args.variants:
+                results.append(scan_variant(model, variant, args, rows))
+        table = scan_table(results, args.budget_gib)
+        print(table)
+        write(args, 'scan.md', table)
+        with open(osp.join(args.out_dir, 'scan.json'), 'w') as f:
+            json.dump(dict(results=results, probes=rows), f, indent=2)
+        png = osp.join(args.out_dir, 'scan_memory_vs_frames.png')
+        plot(rows, png, args.budget_gib * 1024)
+        print(f'plot written to {png}')
+        return
     jobs = [(m, f, v) for m in args.models for f in args.frames
             for v in args.variants]
-    rows = []
     for i, (model, frames, variant) in enumerate(jobs, 1):
         print(f'[{i}/{len(jobs)}] {model} {frames} frames {variant} ...',
               end=' ', flush=True)
@@ -159,11 +452,12 @@ def main():
               flush=True)
         rows.append(row)
     table = markdown_table(rows)
+    if args.profile:
+        table += '\n\n' + profile_table(rows)
     print(table)
     with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
         json.dump(rows, f, indent=2)
-    with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-        f.write(table + '\n')
+    write(args, 'results.md', table)
     png = osp.join(args.out_dir, 'memory_vs_frames.png')
     plot(rows, png)
     print(f'plot written to {png}')

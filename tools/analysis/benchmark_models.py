@@ -4,6 +4,7 @@ Each builder takes ``with_cp`` (activation checkpointing where the backbone
 offers it) and returns a randomly initialised backbone. ``INPUTS`` names the
 input layout when it is not ``(N, 3, T, H, W)``.
 """
+from functools import partial
 from typing import Callable, Dict
 
 
@@ -26,12 +27,74 @@ def slowfast_r50(with_cp: bool):
     return ResNet3dSlowFast(slow_pathway=slow, fast_pathway=fast)
 
 
+def no_checkpointing(name: str, with_cp: bool) -> None:
+    """Refuse ``with_cp`` for backbones that have no such option."""
+    if with_cp:
+        raise ValueError(f'{name} has no activation checkpointing (with_cp)')
+
+
+def vit_b(with_cp: bool, depth: int = 12):
+    """VideoMAE ViT-B/16 (16 frames, tubelet 2, mean pooling)."""
+    from mmaction.models.backbones import VisionTransformer
+    no_checkpointing('VisionTransformer', with_cp)
+    return VisionTransformer(img_size=224, patch_size=16, embed_dims=768,
+                             depth=depth, num_heads=12, mlp_ratio=4,
+                             qkv_bias=True, num_frames=16, tubelet_size=2)
+
+
+def vit_b_24(with_cp: bool):
+    """A 24-block ViT of ViT-B width (to check memory is depth-free)."""
+    return vit_b(with_cp, depth=24)
+
+
+def mvit_s(with_cp: bool):
+    """MViTv2-S (16 frames, 224 px; patch tokens only, no cls output)."""
+    from mmaction.models.backbones import MViT
+    no_checkpointing('MViT', with_cp)
+    return MViT(arch='small', spatial_size=224, temporal_size=16,
+                output_cls_token=False)
+
+
+def x3d_m(with_cp: bool):
+    """X3D-M (``gamma_b=2.25, gamma_d=2.2``)."""
+    from mmaction.models.backbones import X3D
+    return X3D(gamma_w=1, gamma_b=2.25, gamma_d=2.2, with_cp=with_cp)
+
+
+def tsm_r50(with_cp: bool):
+    """TSM-R50 (8 segments; the frames of an input are folded into the
+    batch, 8 at a time)."""
+    from mmaction.models.backbones import ResNetTSM
+    return ResNetTSM(depth=50, num_segments=8, pretrained=None,
+                     with_cp=with_cp)
+
+
+def swin_stage(depth: int, with_cp: bool):
+    """One Swin-T first stage (96 channels, 3 heads, window 8x7x7) with
+    ``depth`` blocks and no downsampling: the depth study of the memory
+    benchmark."""
+    from mmaction.models.backbones import SwinTransformer3D
+    return SwinTransformer3D(
+        arch=dict(embed_dims=96, depths=(depth, ), num_heads=(3, )),
+        out_indices=(0, ), pretrained=None, pretrained2d=False,
+        with_cp=with_cp)
+
+
 BUILDERS: Dict[str, Callable] = {
     'swin-t': swin_t,
+    'swin-stage-d2': partial(swin_stage, 2),
+    'swin-stage-d6': partial(swin_stage, 6),
+    'swin-stage-d18': partial(swin_stage, 18),
     'slowfast-r50': slowfast_r50,
+    'vit-b': vit_b,
+    'vit-b-24': vit_b_24,
+    'mvit-s': mvit_s,
+    'x3d-m': x3d_m,
+    'tsm-r50': tsm_r50,
 }
-# models whose input is not (N, 3, T, H, W), e.g. 2D backbones: (N*T, 3, H, W)
-INPUTS: Dict[str, str] = {}
+# models whose input is not (N, 3, T, H, W): 'NCHW' is a 2D backbone taking
+# the frames folded into the batch, (N * T, 3, H, W)
+INPUTS: Dict[str, str] = {'tsm-r50': 'NCHW'}
 
 
 def build_backbone(name: str, with_cp: bool):
