@@ -1,7 +1,8 @@
 """Localize actions in a video file with a trained Re2TAL model.
 
     python demo/localize_video.py VIDEO CONFIG CHECKPOINT \
-        [--out result.json] [--plot timeline.png] [--score-thr 0.1]
+        [--out result.json] [--plot timeline.png] [--score-thr 0.1] \
+        [--gt annotations.json]
 
 Writes an ActivityNet-style results file
 (``{"results": {video_id: [{"segment": [s, e], "score": x, "label": name}]}}``)
@@ -24,8 +25,26 @@ def parse_args():
                    help='keep detections scoring at least this')
     p.add_argument('--max-segments', type=int, default=100,
                    help='at most this many segments in the output')
+    p.add_argument('--gt', default=None,
+                   help='ActivityNet-style annotation JSON: draw this '
+                   'video\'s ground truth on the timeline')
     p.add_argument('--device', default='cpu')
     return p.parse_args()
+
+
+def load_ground_truth(ann_file, video_id):
+    """The annotations of ``video_id`` in an ActivityNet-style JSON."""
+    if ann_file is None:
+        return None
+    if not osp.isfile(ann_file):
+        sys.exit(f'error: ground-truth file not found: {ann_file}')
+    with open(ann_file) as f:
+        database = json.load(f).get('database', {})
+    if video_id not in database:
+        print(f'warning: {video_id} is not in {ann_file}; no ground truth '
+              'drawn')
+        return None
+    return database[video_id].get('annotations', [])
 
 
 def main():
@@ -52,7 +71,9 @@ def main():
         print(f'  {d["segment"][0]:8.2f} {d["segment"][1]:8.2f} '
               f'{d["score"]:.3f} {d["label"]}')
     if args.plot:
-        plot_timeline(result, args.plot, model.dataset_meta['classes'])
+        plot_timeline(result, args.plot, model.dataset_meta['classes'],
+                      ground_truth=load_ground_truth(args.gt,
+                                                     result['video_id']))
         print(f'timeline -> {args.plot}')
 
 

@@ -64,6 +64,19 @@ def test_localize_video_script(assets, tmp_path):
     img = mpimg.imread(str(plot))
     assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 100
 
+    def red_pixels(image):
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > 0.9) & (g < 0.2) & (b < 0.2)).sum())
+
+    assert red_pixels(img) == 0  # no ground truth drawn
+    gt_plot = tmp_path / 'timeline_gt.png'
+    res = run_script(assets['video'], CONFIG, assets['ckpt'], '--out', out,
+                     '--plot', gt_plot, '--score-thr', 0, '--gt',
+                     assets['root'] / 'syn' / 'annotations.json',
+                     cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert red_pixels(mpimg.imread(str(gt_plot))) > 50  # red GT outlines
+
 
 def test_localize_video_function(assets):
     from re2tal_mm.apis import init_localizer, localize_video

@@ -310,9 +310,53 @@ def test_video_mode_training_step_and_predict():
 def test_two_pathway_outputs_are_pooled_aligned_and_concatenated():
     model = _feature_model(3)
     slow, fast = torch.randn(2, 8, 4, 3, 3), torch.randn(2, 4, 16, 3, 3)
-    out = model._pool((slow, fast))
+    out = model._pool((slow, fast), 2)
     assert out.shape == (2, 12, 16)
     assert torch.allclose(out[:, 8:], fast.mean((-2, -1)))
+
+
+@pytest.mark.parametrize('pool', ['avg', 'max', 'avgmax'])
+def test_spatial_pool_options(pool):
+    model = _video_model(in_channels=96 if pool == 'avgmax' else 48,
+                         spatial_pool=pool)
+    x = torch.randn(2, 8, 4, 3, 3)
+    out = model._pool(x, 2)
+    expected = {'avg': x.mean((-2, -1)), 'max': x.amax((-2, -1))}
+    if pool == 'avgmax':
+        assert torch.equal(out, torch.cat([expected['avg'],
+                                           expected['max']], 1))
+    else:
+        assert torch.equal(out, expected[pool])
+    data = model.data_preprocessor(_video_batch(), True)
+    assert torch.isfinite(sum(model(**data, mode='loss').values()))
+    with pytest.raises(ValueError, match='spatial_pool'):
+        _video_model(spatial_pool='median')
+
+
+def test_2d_backbone_with_frames_as_batch_trains_rewired():
+    """A TSM ResNet sees (B*T, C, H, W); features come back as (B, C, T),
+    frame t of sample b in column t (checked against a per-sample run)."""
+    from re2tal_mm.rewiring import is_rewired, rewire
+    tsm = dict(type='ResNetTSM', depth=18, num_segments=8, pretrained=None,
+               norm_eval=False, out_indices=(3, ))
+    model = _video_model(in_channels=512, backbone=tsm, frames_as_batch=True)
+    model.eval()
+    frames = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        feats = model.run_backbone(frames)
+        alone = model.run_backbone(frames[1:])
+    assert feats.shape == (2, 512, 16)
+    assert torch.allclose(feats[1], alone[0], atol=1e-5)
+    model.train()
+    rewire(model)
+    assert is_rewired(model)
+    data = model.data_preprocessor(_video_batch(), True)
+    total = sum(model(**data, mode='loss').values())
+    total.backward()
+    assert model.backbone.conv1.conv.weight.grad.abs().sum() > 0
+    swin_like = _video_model(in_channels=48)
+    with pytest.raises(ValueError, match='no time axis'):
+        swin_like._pool(torch.randn(2, 48), 2)
 
 
 def test_rewired_reversible_equals_autograd():

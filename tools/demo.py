@@ -5,7 +5,10 @@
    rewired to reversible by ``RewireBackboneHook`` and, for comparison, the same
    model without the hook;
 3. evaluates both with ``mim test mmaction2``;
-4. writes ``work_dirs/demo/summary.json`` and prints the table made from it.
+4. writes ``work_dirs/demo/summary.json`` and prints the table made from it;
+5. localizes the actions of one validation video with the reversible model
+   (``demo/localize_video.py``) and plots them against the ground truth in
+   ``work_dirs/demo/timeline.png``.
 
 Peak memory is the peak resident memory of the training process tree (CPU)
 as reported by the kernel when it ends (``wait4``); time per iteration is the
@@ -41,6 +44,15 @@ def run(cmd, **kwargs):
     return usage.ru_maxrss / 1024  # kB on Linux
 
 
+def is_current_dataset(ann_file):
+    """Whether ``ann_file`` exists and the current generator wrote it."""
+    from re2tal_mm.datasets.synthetic import VERSION
+    if not osp.exists(ann_file):
+        return False
+    with open(ann_file) as f:
+        return json.load(f).get('version') == VERSION
+
+
 def latest_json(work_dir, pattern):
     files = sorted(glob.glob(osp.join(work_dir, '*', pattern)), key=osp.getmtime)
     if not files:
@@ -71,6 +83,24 @@ def test_metrics(work_dir):
     return {'mAP@0.5': pick('mAP@0.50'), 'average_mAP': pick('average_mAP')}
 
 
+def plot_validation_video(args, env):
+    """Timeline of the reversible model on the first validation video."""
+    ann_file = osp.join(args.data, 'annotations.json')
+    with open(ann_file) as f:
+        database = json.load(f)['database']
+    video_id = sorted(v for v, info in database.items()
+                      if info['subset'] == 'validation')[0]
+    work_dir = osp.join(args.work_dir, 'reversible')
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    print(f'\n==> localizing {video_id} with the reversible model', flush=True)
+    run([sys.executable, osp.join(REPO, 'demo', 'localize_video.py'),
+         osp.join(args.data, 'videos', video_id + '.mp4'), CONFIG, checkpoint,
+         '--out', osp.join(args.work_dir, 'timeline.json'),
+         '--plot', osp.join(args.work_dir, 'timeline.png'),
+         '--gt', ann_file, '--score-thr', '0.3'], env=env)
+
+
 def format_table(summary):
     rows = ['| model | mAP@0.5 | average mAP | peak memory (MiB) | s / iter |',
             '|---|---:|---:|---:|---:|']
@@ -84,14 +114,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', default=osp.join(REPO, 'data', 'synthetic'))
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
-    parser.add_argument('--videos', type=int, default=40)
+    parser.add_argument('--videos', type=int, default=64)
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the config\'s number of epochs')
     args = parser.parse_args()
     mim = osp.join(osp.dirname(sys.executable), 'mim')
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
     start = time.time()
-    if not osp.exists(osp.join(args.data, 'annotations.json')):
+    if not is_current_dataset(osp.join(args.data, 'annotations.json')):
         run([sys.executable, osp.join(REPO, 'tools', 'data',
                                       'make_synthetic_dataset.py'),
              '--out', args.data, '--videos', str(args.videos)], env=env)
@@ -114,6 +144,7 @@ def main():
              *data_options, *options], env=env)
         summary[name] = dict(test_metrics(work_dir), peak_memory_mib=peak,
                              sec_per_iter=sec)
+    plot_validation_video(args, env)
     path = osp.join(args.work_dir, 'summary.json')
     with open(path, 'w') as f:
         json.dump(summary, f, indent=2)

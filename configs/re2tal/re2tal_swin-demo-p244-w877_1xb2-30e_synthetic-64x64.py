@@ -19,6 +19,9 @@ model = dict(
         arch=dict(embed_dims=24, depths=[2, 2], num_heads=[3, 6]),
         pretrained=None, pretrained2d=False, patch_size=(2, 4, 4),
         window_size=(8, 4, 4), drop_path_rate=0.1, out_indices=(1, )),
+    # the actor is a small disc: max pooling over space keeps its features
+    # (average pooling over the 8x8 map dilutes them 20-fold)
+    spatial_pool='max',
     neck=dict(type='ActionFormerNeck', in_channels=48, embed_dims=64,
               num_levels=4, num_heads=4, window_size=9, drop_path=0.1),
     head=dict(type='ActionFormerHead', num_classes=num_classes,
@@ -68,7 +71,7 @@ val_evaluator = dict(type='TALMetric', ann_file=ann_file, subset='validation',
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
+                 val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(

@@ -148,11 +148,14 @@ def localize_video(model, video_path: str,
 
 def plot_timeline(result: dict, out_file: str,
                   classes: Optional[Sequence[str]] = None,
-                  max_segments: int = 100) -> str:
+                  max_segments: int = 100,
+                  ground_truth: Optional[Sequence[dict]] = None) -> str:
     """Timeline of ``result`` (from :func:`localize_video`) as an image.
 
     One row per class, one bar per detected segment coloured by its score,
-    the video's duration on the x axis.
+    the video's duration on the x axis. With ``ground_truth`` (ActivityNet
+    annotations: ``[{"segment": [s, e], "label": name}, ...]``) the true
+    segments are drawn as red outlines on their class rows.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -164,6 +167,11 @@ def plot_timeline(result: dict, out_file: str,
     rows = {n: i for i, n in enumerate(names)}
     cmap, norm = matplotlib.colormaps['viridis'], colors.Normalize(0, 1)
     fig, ax = plt.subplots(figsize=(10, 1 + 0.5 * max(1, len(names))))
+    for g in ground_truth or []:
+        s, e = g['segment']
+        y = rows.setdefault(g['label'], len(rows))
+        ax.barh(y, e - s, left=s, height=0.8, fill=False, edgecolor='red',
+                linewidth=1.5, label='ground truth')
     for d in reversed(dets):  # best drawn last (on top)
         s, e = d['segment']
         y = rows.setdefault(d['label'], len(rows))
@@ -176,6 +184,9 @@ def plot_timeline(result: dict, out_file: str,
     ax.set_xlim(0, result['duration'])
     ax.set_xlabel('time (s)')
     ax.set_title(f'{result["video_id"]}: {len(dets)} detected segment(s)')
+    if ground_truth:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[:1], labels[:1], loc='upper right', fontsize=8)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
                  label='score')
     fig.tight_layout()

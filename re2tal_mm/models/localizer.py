@@ -6,6 +6,7 @@ from mmengine.model import BaseModel
 from mmaction.registry import MODELS
 from re2tal_mm.structures import TemporalGrid
 
+SPATIAL_POOLS = ('avg', 'max', 'avgmax')
 
 
 def _meta(sample, key, default=None):
@@ -21,8 +22,8 @@ class TemporalActionLocalizer(BaseModel):
     sequences (per sample ``(C, T)``: ``stack_batch`` pads all but the first
     dim, so variable lengths batch with zero padding). With one (video
     mode) inputs are ``(B, C, T, H, W)`` frames (or ``(B, 1, C, T, H, W)``);
-    every backbone output (SlowFast gives two) is
-    averaged over space, resampled to one temporal length and concatenated
+    every backbone output (SlowFast gives two) is pooled over space
+    (``spatial_pool``), resampled to one temporal length and concatenated
     along channels. Grid-to-seconds uses :class:`TemporalGrid` built from
     each sample's ``fps``, stride and ``window_offset`` metainfo.
 
@@ -46,6 +47,15 @@ class TemporalActionLocalizer(BaseModel):
             over chunks of this many frames and concatenate in time (use a
             multiple of the backbone's temporal downsampling).
         chunk_in_training (bool): Also chunk while training.
+        frames_as_batch (bool): The backbone is a 2D image network (TSN /
+            TSM ResNets): frames are folded into the batch, ``(B*T, C, H,
+            W)``, and its outputs unfolded back to ``(B, C', T)``. For TSM,
+            ``T`` must be a multiple of the backbone's ``num_segments``.
+            Defaults to False.
+        spatial_pool (str): How backbone outputs are pooled over space:
+            ``'avg'`` (the paper's choice), ``'max'`` (small actors in a large
+            frame) or ``'avgmax'`` (both, concatenated along channels: the
+            neck's ``in_channels`` doubles). Defaults to ``'avg'``.
         grid_center (float): Default grid centre (see ``TemporalGrid``) when a
             sample has no ``grid_center``. Defaults to 0.
         pad_divisor (int, optional): Detector length is padded to a multiple
@@ -56,7 +66,11 @@ class TemporalActionLocalizer(BaseModel):
     def __init__(self, neck, head, backbone=None, post_processor=None,
                  data_preprocessor=None, feat_len=None,
                  backbone_chunk_frames=None, chunk_in_training=False,
-                 grid_center=0., pad_divisor=None, init_cfg=None):
+                 frames_as_batch=False, spatial_pool='avg', grid_center=0., pad_divisor=None,
+                 init_cfg=None):
+        if spatial_pool not in SPATIAL_POOLS:
+            raise ValueError(f'spatial_pool must be one of {SPATIAL_POOLS}, '
+                             f'got {spatial_pool!r}')
         if data_preprocessor is None:
             data_preprocessor = dict(
                 type='ActionDataPreprocessor',
@@ -69,15 +83,36 @@ class TemporalActionLocalizer(BaseModel):
         self.neck, self.head = MODELS.build(neck), MODELS.build(head)
         self.post_processor = MODELS.build(post_processor or
                                            dict(type='TALPostProcessor'))
+        self.spatial_pool = spatial_pool
+        self.frames_as_batch = frames_as_batch
         self.feat_len, self.chunk = feat_len, backbone_chunk_frames
         self.chunk_in_training, self.grid_center = chunk_in_training, \
             grid_center
         self.pad_divisor = pad_divisor or max(self.head.strides)
 
     # ----------------------------------------------------------- features
-    def _pool(self, out):
+    def _pool_space(self, x):
+        """(B, C, T, H, W) to (B, C, T) (``(B, 2C, T)`` for ``'avgmax'``)."""
+        if self.spatial_pool == 'avg':
+            return x.mean((-2, -1))
+        peak = x.amax((-2, -1))
+        if self.spatial_pool == 'max':
+            return peak
+        return torch.cat([x.mean((-2, -1)), peak], 1)
+
+    def _pool(self, out, batch):
         outs = out if isinstance(out, (tuple, list)) else [out]
-        outs = [o.mean((-2, -1)) if o.ndim == 5 else o for o in outs]
+        if self.frames_as_batch:  # (B*T, C, H, W) -> (B, C, T, H, W)
+            outs = [o.reshape(batch, -1, *o.shape[1:]).transpose(1, 2)
+                    for o in outs]
+        for o in outs:
+            if o.ndim not in (3, 5):
+                raise ValueError(
+                    f'backbone output of shape {tuple(o.shape)} has no time '
+                    'axis; expected (B, C, T, H, W) or (B, C, T) (e.g. a '
+                    'ViT needs return_feat_map=True, a 2D ResNet '
+                    'frames_as_batch=True)')
+        outs = [self._pool_space(o) if o.ndim == 5 else o for o in outs]
         T = max(o.shape[-1] for o in outs)
         outs = [o if o.shape[-1] == T else F.interpolate(
             o, size=T, mode='linear', align_corners=False) for o in outs]
@@ -88,9 +123,14 @@ class TemporalActionLocalizer(BaseModel):
         chunk = self.chunk if (not self.training or
                                self.chunk_in_training) else None
         if chunk is None or frames.shape[2] <= chunk:
-            return self._pool(self.backbone(frames))
-        return torch.cat([self._pool(self.backbone(c))
+            return self._pool(self._backbone(frames), frames.shape[0])
+        return torch.cat([self._pool(self._backbone(c), frames.shape[0])
                           for c in frames.split(chunk, dim=2)], -1)
+
+    def _backbone(self, frames):
+        if self.frames_as_batch:
+            frames = frames.transpose(1, 2).flatten(0, 1)
+        return self.backbone(frames)
 
     def extract_feat(self, inputs, data_samples=None):
         """Detector-length features (B, C, T), valid mask (B, T) and the
