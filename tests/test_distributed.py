@@ -13,7 +13,7 @@ import mmaction
 from .conftest import REPO
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
-                  're2tal_swin-demo-p244-w877_1xb2-30e_synthetic-64x64.py')
+                  're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 TRAIN = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools', 'train.py')
 
 

@@ -11,7 +11,7 @@ import torch
 from .conftest import REPO
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
-                  're2tal_swin-demo-p244-w877_1xb2-30e_synthetic-64x64.py')
+                  're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 SCRIPT = osp.join(REPO, 'demo', 'localize_video.py')
 CLASSES = [f'class_{i}' for i in range(4)]
 

@@ -10,7 +10,7 @@ import torch
 from .conftest import REPO
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
-                  're2tal_swin-demo-p244-w877_1xb2-30e_synthetic-64x64.py')
+                  're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 
 
 def mim_train(cfg, work, cwd, *extra):

@@ -26,7 +26,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 're2tal',
-                  're2tal_swin-demo-p244-w877_1xb2-30e_synthetic-64x64.py')
+                  're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 VARIANTS = {
     'reversible': [],
     'plain': ['custom_hooks=[]'],
@@ -98,7 +98,7 @@ def plot_validation_video(args, env):
          osp.join(args.data, 'videos', video_id + '.mp4'), CONFIG, checkpoint,
          '--out', osp.join(args.work_dir, 'timeline.json'),
          '--plot', osp.join(args.work_dir, 'timeline.png'),
-         '--gt', ann_file, '--score-thr', '0.3'], env=env)
+         '--gt', ann_file, '--score-thr', '0.1', '--max-segments', '8'], env=env)
 
 
 def format_table(summary):
@@ -114,7 +114,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', default=osp.join(REPO, 'data', 'synthetic'))
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
-    parser.add_argument('--videos', type=int, default=64)
+    parser.add_argument('--videos', type=int, default=96)
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the config\'s number of epochs')
     args = parser.parse_args()

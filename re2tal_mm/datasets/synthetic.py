@@ -104,7 +104,7 @@ def render_video(path, duration, size, fps, anns, rng):
 VERSION = 'synthetic-v2'  # bump when the rendering changes
 
 
-def make_synthetic_dataset(out_dir, num_videos=64, num_classes=4, seed=0,
+def make_synthetic_dataset(out_dir, num_videos=96, num_classes=4, seed=0,
                            fps=10, min_duration=20, max_duration=40,
                            val_ratio=0.25, progress=False):
     """Write ``out_dir/videos/*.mp4`` and ``out_dir/annotations.json``.

@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/data/make_synthetic_dataset.py --out data/syn --videos 64
+    python tools/data/make_synthetic_dataset.py --out data/syn --videos 96
 """
 import argparse
 import time
@@ -13,7 +13,7 @@ from re2tal_mm.datasets.synthetic import make_synthetic_dataset
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--videos', type=int, default=64)
+    parser.add_argument('--videos', type=int, default=96)
     parser.add_argument('--classes', type=int, default=4)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ data_root = 'data/synthetic'
 ann_file = f'{data_root}/annotations.json'
 num_classes = 4
 classes = [f'class_{i}' for i in range(num_classes)]
-max_epochs = 30
+max_epochs = 40
 num_steps = 64  # frames per training window (12.8 s at 5 fps)
 
 model = dict(
