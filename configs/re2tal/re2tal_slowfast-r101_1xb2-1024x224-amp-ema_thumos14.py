@@ -1,38 +1,14 @@
 # Re2TAL paper recipe: THUMOS-14, SlowFast-R101 8x8 (Kinetics-400 pretrained)
-# rewired to a reversible network, ActionFormer detector, trained end to end.
-# 1024-frame windows sampled every 2nd frame, 224x224 crops, sliding-window
-# test (overlap 0.5), AdamW (detector lr 1e-4, backbone lr 1e-5), AMP,
-# gradient clipping, EMA. Annotations: the output of
-#   python tools/data/convert_thumos.py data/thumos14/thumos14_gt.json \
-#       --val val_Annotation.csv --test test_Annotation.csv
-# (subset 'validation' = THUMOS validation videos = training set here,
-# subset 'test' = evaluation set).
-custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
-default_scope = 'mmaction'
+# rewired to a reversible network; the recipe (data, detector, schedule,
+# runtime) is in _base_/re2tal_thumos14_1024x224.py.
+_base_ = ['./_base_/re2tal_thumos14_1024x224.py']
 
-# ---- paths the user sets --------------------------------------------------
-data_root = 'data/thumos14'
-ann_file = f'{data_root}/thumos14_gt.json'
-video_dir = f'{data_root}/videos'  # <video_id>.mp4
 # Kinetics-400 SlowFast-R101 recognizer checkpoint (MMAction2 model zoo, e.g.
 # slowfast_r101_8xb8-8x8x1-256e_kinetics400-rgb_*.pth);
 # its `backbone.*` weights are loaded (non-strict), `cls_head.*` ignored.
 load_from = None
 
-num_classes = 20
-num_frames = 1024  # frames per window
-frame_stride = 2  # sample every 2nd frame
-crop_size = 224
-video_fps = 30  # THUMOS-14 videos are (nearly all) 30 fps
-# sliding test windows (s): the span of `num_frames` frames at `video_fps`
-window_duration = num_frames * frame_stride / video_fps
-# slow (2048 ch, T/8) and fast (256 ch, T) outputs are resampled to one
-# length and concatenated (2304 channels)
-feat_len = num_frames // 4  # 256 steps
-max_epochs = 50  # THUMOS-14 is small: count in epochs of ~200 videos
-
 model = dict(
-    type='TemporalActionLocalizer',
     backbone=dict(
         type='ResNet3dSlowFast',
         pretrained=None,  # weights come from load_from (Kinetics-400)
@@ -48,102 +24,7 @@ model = dict(
             type='resnet3d', depth=101, pretrained=None, lateral=False,
             base_channels=8, conv1_kernel=(5, 7, 7), conv1_stride_t=1,
             pool1_stride_t=1, norm_eval=True)),
-    feat_len=feat_len,
-    neck=dict(type='ActionFormerNeck', in_channels=2304, embed_dims=512,
-              num_levels=6, num_heads=4, window_size=19, drop_path=0.1),
-    head=dict(type='ActionFormerHead', num_classes=num_classes,
-              in_channels=512, feat_channels=512,
-              strides=(1, 2, 4, 8, 16, 32),
-              regress_ranges=((0, 4), (4, 8), (8, 16), (16, 32), (32, 64),
-                              (64, 10000))),
-    post_processor=dict(
-        type='TALPostProcessor', score_thr=0.001, pre_nms_topk=2000,
-        nms=dict(method='soft', iou_threshold=0.1, sigma=0.5,
-                 min_score=0.001, max_num=200)),
-    data_preprocessor=dict(type='ActionDataPreprocessor',
-                           mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375],
-                           format_shape='NCTHW'))
-
-train_pipeline = [
-    dict(type='TALVideoInit'),
-    dict(type='TALWindowSample', num_steps=num_frames,
-         frame_stride=frame_stride),
-    dict(type='TALVideoDecode'),
-    dict(type='Resize', scale=(-1, 256)),
-    dict(type='RandomCrop', size=crop_size),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackTALInputs'),
-]
-test_pipeline = [
-    dict(type='TALVideoInit'),
-    dict(type='TALWindowSample', num_steps=num_frames,
-         frame_stride=frame_stride, test_mode=True),
-    dict(type='TALVideoDecode'),
-    dict(type='Resize', scale=(-1, 256)),
-    dict(type='CenterCrop', crop_size=crop_size),
-    dict(type='FormatShape', input_format='NCTHW'),
-    dict(type='PackTALInputs'),
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=8, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type='TALDataset', ann_file=ann_file, subset='validation',
-                 data_prefix=dict(video=video_dir), ignore_ambiguous=True,
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1, num_workers=8, persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='TALDataset', ann_file=ann_file, subset='test',
-                 data_prefix=dict(video=video_dir), test_mode=True,
-                 window_duration=window_duration, window_overlap=0.5,
-                 pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='TALMetric', ann_file=ann_file, subset='test',
-                     tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
-test_evaluator = val_evaluator
-
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
-    # backbone lr = 1e-4 * 0.1 = 1e-5
-    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=0.1))),
-    clip_grad=dict(max_norm=1.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=5, end=max_epochs,
-         T_max=max_epochs - 5, eta_min=1e-8, convert_to_iter_based=True),
-]
-
-custom_hooks = [
-    # rewire the backbone to a reversible network before training
-    dict(type='RewireBackboneHook', mode='reversible'),
-    dict(type='EMAHook', ema_type='ExponentialMovingAverage', momentum=0.001,
-         priority='ABOVE_NORMAL'),
-]
-default_hooks = dict(
-    runtime_info=dict(type='RuntimeInfoHook'),
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
-                    save_best='auto'),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(cudnn_benchmark=False,
-               mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='ActionVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-resume = False
-randomness = dict(seed=0)
-# 1 GPU x 2 videos; scale lr linearly if you change the total batch size
-auto_scale_lr = dict(enable=False, base_batch_size=2)
+    # slow (2048 ch, T/8) and fast (256 ch, T) outputs are resampled to one
+    # length and concatenated (2304 channels)
+    feat_len=256,  # num_frames // 4
+    neck=dict(in_channels=2304))
