@@ -21,7 +21,8 @@ ADAPTERS: List[type] = []
 
 def register_adapter(adapter: type) -> type:
     """Class decorator adding ``adapter`` to :data:`ADAPTERS`."""
-    for attr in ('backbone_types', 'options', 'stages', 'make_forward'):
+    for attr in ('backbone_types', 'options', 'functions_per_block', 'stages',
+                 'make_forward'):
         if not hasattr(adapter, attr):
             raise TypeError(f'{adapter.__name__} lacks {attr!r}')
     if adapter not in ADAPTERS:

@@ -1,22 +1,49 @@
 """Pieces shared by the adapters of convolutional and transformer backbones.
 
 * :func:`res_layer_stages` / :func:`rewired_res_layer_forward`: a stage that
-  is an ``nn.Sequential`` of residual blocks (ResNet, X3D): the first block
-  (projection shortcut) stays plain, the blocks after it form the chain.
+  is an ``nn.Sequential`` of residual blocks (ResNet3d, ResNet, X3D): the
+  first block (projection shortcut) stays plain, optionally checkpointed
+  (:func:`checkpointed`), the blocks after it form the chain.
 * :class:`ResLayerAdapter`: base of adapters made of such stages; a
   subclass names its ``backbone_types``, ``residual_branch`` and
   ``is_chainable``.
 * :func:`transformer_functions`: the two residual functions (attention half,
   MLP half) of pre-norm transformer blocks.
 """
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import Callable, Iterator, List, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 from ..reversible import ResidualFunction, RewiredStage
-from .resnet3d import checkpointed
+
+
+@contextmanager
+def running_stats_untouched(module):
+    """BatchNorm with momentum 0 (running stats kept) inside the body."""
+    saved = [(m, m.momentum, m.num_batches_tracked.clone())
+             for m in module.modules()
+             if isinstance(m, _BatchNorm) and m.training and
+             m.track_running_stats and m.momentum is not None]
+    for m, _, _ in saved:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, count in saved:
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
+def checkpointed(block, x):
+    """``block(x)`` with activation checkpointing; stats updated once."""
+    return checkpoint(
+        block, x, use_reentrant=False,
+        context_fn=lambda: (nullcontext(), running_stats_untouched(block)))
 
 
 def res_layer_stages(backbone: nn.Module, layers: Sequence[str],
@@ -40,15 +67,21 @@ def res_layer_stages(backbone: nn.Module, layers: Sequence[str],
             yield name, res_layer, len(blocks) - 1, len(blocks)
 
 
+def plain_function(branch: Callable, block: nn.Module) -> ResidualFunction:
+    """``branch(block, x)`` as a residual function computed whole."""
+    return ResidualFunction(partial(branch, block), [block])
+
+
 def rewired_res_layer_forward(res_layer: nn.Sequential, stage: RewiredStage,
-                              branch: Callable, checkpoint_first: bool,
+                              make_function: Callable, checkpoint_first: bool,
                               x: Tensor) -> Tensor:
-    """First block of ``res_layer`` as it is, then the chain of ``branch``.
+    """First block of ``res_layer`` as it is, then the chain of the others.
 
     Args:
         res_layer (nn.Sequential): The stage.
         stage (RewiredStage): Runs the chain.
-        branch (Callable): ``branch(block, x)``, a block's residual branch.
+        make_function (Callable): ``make_function(block)``, the block's
+            :class:`ResidualFunction`.
         checkpoint_first (bool): Checkpoint the first block in
             ``'reversible'`` mode (BatchNorm statistics updated once).
         x (Tensor): The stage input.
@@ -59,9 +92,14 @@ def rewired_res_layer_forward(res_layer: nn.Sequential, stage: RewiredStage,
         x = checkpointed(blocks[0], x)
     else:
         x = blocks[0](x)
-    functions = [ResidualFunction(partial(branch, blk), [blk])
-                 for blk in blocks[1:]]
-    return stage(functions, x)
+    return stage([make_function(blk) for blk in blocks[1:]], x)
+
+
+def checkpoints_first(res_layer: nn.Sequential) -> bool:
+    """Whether a rewired stage checkpoints its first block."""
+    forward = res_layer.__dict__.get('forward')
+    return isinstance(forward, partial) and \
+        forward.func is rewired_res_layer_forward and bool(forward.args[3])
 
 
 class ResLayerAdapter:
@@ -93,7 +131,8 @@ class ResLayerAdapter:
                      checkpoint_first: bool = True):
         """The replacement forward bound to ``stage_module``."""
         return partial(rewired_res_layer_forward, stage_module, stage,
-                       cls.residual_branch, checkpoint_first)
+                       partial(plain_function, cls.residual_branch),
+                       checkpoint_first)
 
 
 def transformer_functions(blocks: Sequence[nn.Module], attention_half,

@@ -21,14 +21,11 @@ branch is split only while all its norms are BatchNorms in eval mode
 (``norm_eval=True``, the usual setting for fine-tuning); otherwise it runs
 whole.
 """
-from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import List, Optional
 
-import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.checkpoint import checkpoint
 
 from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
@@ -36,6 +33,8 @@ from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
 from ..reversible import (Chunk, ResidualFunction, RewiredStage, num_chunks,
                           split_range)
 from .base import register_adapter
+from .common import (ResLayerAdapter, checkpoints_first,
+                     rewired_res_layer_forward)
 
 
 def residual_branch(block, x):
@@ -50,30 +49,6 @@ def is_chainable(block) -> bool:
     """Whether a block's residual is a pure identity addition."""
     return isinstance(block, (BasicBlock3d, Bottleneck3d)) and \
         block.downsample is None and not getattr(block, 'non_local', False)
-
-
-@contextmanager
-def running_stats_untouched(module):
-    """BatchNorm with momentum 0 (running stats kept) inside the body."""
-    saved = [(m, m.momentum, m.num_batches_tracked.clone())
-             for m in module.modules()
-             if isinstance(m, _BatchNorm) and m.training and
-             m.track_running_stats and m.momentum is not None]
-    for m, _, _ in saved:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, count in saved:
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(count)
-
-
-def checkpointed(block, x):
-    """``block(x)`` with activation checkpointing; stats updated once."""
-    return checkpoint(
-        block, x, use_reentrant=False,
-        context_fn=lambda: (nullcontext(), running_stats_untouched(block)))
 
 
 def temporal_halo(block) -> Optional[int]:
@@ -132,24 +107,8 @@ def branch_function(block, chunks: int = 1,
     return ResidualFunction(partial(residual_branch, block), [block], split)
 
 
-def rewired_res_layer_forward(res_layer, stage: RewiredStage, options: dict,
-                              x):
-    """A res-layer ``Sequential`` forward: first block, then the chain."""
-    blocks = list(res_layer)
-    if options['checkpoint_first'] and stage.mode == 'reversible' and \
-            torch.is_grad_enabled() and x.requires_grad:
-        x = checkpointed(blocks[0], x)
-    else:
-        x = blocks[0](x)
-    functions = [
-        branch_function(blk, options['chunks'], options['chunk_bytes'])
-        for blk in blocks[1:]
-    ]
-    return stage(functions, x)
-
-
 @register_adapter
-class ResNet3dAdapter:
+class ResNet3dAdapter(ResLayerAdapter):
     """Describes where ``ResNet3d``'s residual functions are.
 
     Options: ``checkpoint_first`` (bool, default True), ``chunks`` (int,
@@ -158,39 +117,27 @@ class ResNet3dAdapter:
 
     backbone_types = (ResNet3d, )
     options = dict(checkpoint_first=True, chunks=1, chunk_mib=None)
-    functions_per_block = 1
+    residual_branch = staticmethod(residual_branch)
+    is_chainable = staticmethod(is_chainable)
 
-    @staticmethod
-    def stages(backbone: ResNet3d):
-        """Yield ``(name, stage_module, num_functions, total_blocks)``."""
-        for name in backbone.res_layers:
-            res_layer = getattr(backbone, name)
-            blocks = list(res_layer)
-            if len(blocks) < 2 or not all(map(is_chainable, blocks[1:])):
-                yield name, None, 0, len(blocks)
-                continue
-            yield name, res_layer, len(blocks) - 1, len(blocks)
-
-    @staticmethod
-    def non_reversible(backbone: ResNet3d):
+    @classmethod
+    def non_reversible(cls, backbone: ResNet3d):
         """``(name, module, policy)`` of the layers outside the chains."""
         yield 'conv1', backbone.conv1, 'kept'
-        for name, stage_module, n_fn, _ in ResNet3dAdapter.stages(backbone):
+        for name, stage_module, _, _ in cls.stages(backbone):
             if stage_module is None:
                 yield name, getattr(backbone, name), 'kept'
             else:
-                policy = 'checkpoint' if getattr(
-                    stage_module.forward, 'args', (None, None, {}))[2].get(
-                        'checkpoint_first', False) else 'kept'
-                yield f'{name}.0', stage_module[0], policy
+                first = 'checkpoint' if checkpoints_first(stage_module) \
+                    else 'kept'
+                yield f'{name}.0', stage_module[0], first
 
     @staticmethod
     def make_forward(stage_module, stage: RewiredStage,
                      checkpoint_first: bool = True, chunks: int = 1,
                      chunk_mib=None):
         """The replacement forward bound to ``stage_module``."""
-        options = dict(checkpoint_first=checkpoint_first, chunks=int(chunks),
-                       chunk_bytes=int(chunk_mib * 2**20) if chunk_mib
-                       else None)
+        chunk_bytes = int(chunk_mib * 2**20) if chunk_mib else None
         return partial(rewired_res_layer_forward, stage_module, stage,
-                       options)
+                       partial(branch_function, chunks=int(chunks),
+                               chunk_bytes=chunk_bytes), checkpoint_first)

@@ -102,7 +102,7 @@ def rewire(module: nn.Module, mode: str = 'reversible',
             stage_module.forward = adapter.make_forward(
                 stage_module, stage, **kwargs)
             records.append((stage, stage_module))
-            n_rev = n_fn // getattr(adapter, 'functions_per_block', 1)
+            n_rev = n_fn // adapter.functions_per_block
             summary.append(dict(stage=full, functions=n_fn,
                                 blocks=n_blocks, reversible_blocks=n_rev))
         setattr(backbone, STAGES_ATTR, records)
