@@ -1,4 +1,5 @@
 """The autograd Function of a reversible chain and the stage runner."""
+from contextlib import contextmanager
 from typing import List, Optional, Sequence
 
 import torch
@@ -33,12 +34,41 @@ def pieces(f: ResidualFunction, x: Tensor) -> Sequence[Chunk]:
     return f.split(x) if f.split is not None else [whole_chunk(f.fn)]
 
 
+# Private torch query (no public equivalent): is the running backward
+# retaining the graph? Without it (another torch release) keeps_graph()
+# answers True, which is always correct (tests/test_autograd_contract.py).
+_KEEP_GRAPH_QUERY = getattr(torch._C._autograd,
+                            '_get_current_graph_task_keep_graph', None)
+
+
 def keeps_graph() -> bool:
     """Whether the running backward was asked to retain the graph (then the
-    saved streams must not be consumed in place)."""
-    getter = getattr(torch._C._autograd, '_get_current_graph_task_keep_graph',
-                     None)
-    return True if getter is None else bool(getter())
+    saved streams must not be consumed in place); ``True`` when torch cannot
+    tell, at the cost of copying the two streams."""
+    return True if _KEEP_GRAPH_QUERY is None else bool(_KEEP_GRAPH_QUERY())
+
+
+DOUBLE_BACKWARD_ERROR = (
+    'a reversible stage does not support double backward (create_graph=True: '
+    'higher-order gradients, gradient penalties): its backward rebuilds the '
+    'activations outside the graph, so second-order terms through the stage '
+    "would be silently missing. Rewire the model with mode='autograd' (the "
+    'same function, ordinary autograd) for higher-order gradients.')
+
+
+@contextmanager
+def requiring_grad(params: Sequence[Tensor]):
+    """``params`` require grad inside the body (restored after): the
+    recompute must track the parameters of the forward even if one was
+    frozen in between, as autograd's own graph would."""
+    off = [p for p in params if not p.requires_grad]
+    for p in off:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in off:
+            p.requires_grad_(False)
 
 
 class GradAccumulator:
@@ -64,32 +94,39 @@ class GradAccumulator:
 
 
 def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
-                    grad_x: Tensor, acc: GradAccumulator, f_params,
-                    on_output=None, combine=None) -> None:
+                    grad_x: Optional[Tensor], acc: GradAccumulator,
+                    f_params: Sequence[Tensor], on_output=None,
+                    combine=None) -> None:
     """Recompute ``y = f(x)`` piece by piece and back-propagate ``grad_y``.
 
-    ``grad_x[read] += dL/dx`` and parameter gradients go to ``acc``;
-    ``on_output(chunk, out)`` sees every recomputed piece (to rebuild a
-    stream). ``combine(piece)`` maps the read input piece to ``f``'s input
-    (e.g. merging two streams). Must run inside the replayed RNG/autocast.
+    ``grad_x[read] += dL/dx`` (skipped when ``grad_x`` is None: nothing below
+    needs it) and parameter gradients go to ``acc``; ``on_output(chunk,
+    out)`` sees every recomputed piece (to rebuild a stream).
+    ``combine(piece)`` maps the read input piece to ``f``'s input (e.g.
+    merging two streams). Must run inside the replayed RNG/autocast.
     """
+    f_params = list(f_params)
     for chunk in pieces(f, x):
         piece = take(x, chunk.read)
         if combine is not None:
             piece = combine(chunk, piece)
-        inp = piece.detach().requires_grad_(True)
+        inp = piece.detach().requires_grad_(grad_x is not None)
         with torch.enable_grad(), record_function('re2tal.recompute'):
             out = chunk.fn(inp)
-        with record_function('re2tal.piece_backward'):
-            grads = torch.autograd.grad(
-                out, [inp] + f_params,
-                take(grad_y, chunk.write).to(out.dtype), allow_unused=True)
         if on_output is not None:
             on_output(chunk, out.detach())
-        if grads[0] is not None:
-            add_at_(grad_x, chunk.read, grads[0])
-        acc.add(f_params, grads[1:])
-        del inp, out, grads
+        wrt = ([inp] if grad_x is not None else []) + f_params
+        if wrt and out.requires_grad:
+            with record_function('re2tal.piece_backward'):
+                grads = list(torch.autograd.grad(
+                    out, wrt, take(grad_y, chunk.write).to(out.dtype),
+                    allow_unused=True))
+            if grad_x is not None:
+                grad_in = grads.pop(0)
+                if grad_in is not None:
+                    add_at_(grad_x, chunk.read, grad_in)
+            acc.add(f_params, grads)
+        del inp, out
 
 
 class ReversibleChainFunction(torch.autograd.Function):
@@ -106,6 +143,18 @@ class ReversibleChainFunction(torch.autograd.Function):
     output and recomputed from the two streams in the backward, so the merged
     output is never stored. Parameter gradients are returned as ordinary
     Function outputs, so hooks on parameters (e.g. DDP) fire once per step.
+
+    The autograd contract:
+
+    * the parameters given gradients are the ones passed to the forward
+      (saved, never re-collected in the backward); of those, only the ones
+      ``ctx.needs_input_grad`` asks for get one;
+    * no input gradient is computed when ``x`` needs none, and the walk stops
+      below the lowest function with a trainable parameter then;
+    * ``backward(retain_graph=True)`` may run again: the saved streams are
+      then rebuilt in copies, so each backward gives the same gradients;
+    * double backward raises (:data:`DOUBLE_BACKWARD_ERROR`) as soon as a
+      backward through the stage is asked to build a graph.
     """
 
     @staticmethod
@@ -113,6 +162,11 @@ class ReversibleChainFunction(torch.autograd.Function):
                 tail: Optional[ResidualFunction], *params: Tensor) -> Tensor:
         ctx.functions = functions
         ctx.tail = tail
+        # what each function trains, as seen now: the backward gives exactly
+        # these gradients even if requires_grad changes in between
+        ctx.params = params
+        ctx.function_params = [trainable_parameters([f]) for f in functions]
+        ctx.tail_params = trainable_parameters([tail])
         ctx.autocast = AutocastState(x.device.type)
         ctx.rng_states = []
         prev, cur = x, x
@@ -137,33 +191,65 @@ class ReversibleChainFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        # grad mode is on inside a backward only under create_graph=True;
+        # refused here: a graph of these gradients would lack every path
+        # through the stage (and its inputs are not even saved)
+        if torch.is_grad_enabled():
+            raise RuntimeError(DOUBLE_BACKWARD_ERROR)
         prev, cur = ctx.saved_tensors
         if keeps_graph():
             prev, cur = prev.clone(), cur.clone()
-        params = trainable_parameters(list(ctx.functions) + [ctx.tail])
+        wanted = {id(p) for p, need in zip(ctx.params,
+                                           ctx.needs_input_grad[3:]) if need}
+        params = [p for p in ctx.params if id(p) in wanted]
+
+        def params_of(ps):
+            return [p for p in ps if id(p) in wanted]
+
         acc = GradAccumulator(params)
+        functions = list(ctx.functions)
+        f_params = [params_of(ps) for ps in ctx.function_params]
+        need_x = ctx.needs_input_grad[0]
+        # the lowest function whose input gradient (or own) is still needed
+        lowest = 0 if need_x else next(
+            (k for k, ps in enumerate(f_params) if ps), len(functions))
+        with requiring_grad(params):
+            return ReversibleChainFunction._walk_back(
+                ctx, prev, cur, grad_out, acc, need_x, lowest, f_params,
+                params_of(ctx.tail_params), params)
+
+    @staticmethod
+    def _walk_back(ctx, prev, cur, grad_out, acc, need_x, lowest, f_params,
+                   tail_params, params):
+        """The backward proper: from the output to ``lowest``."""
+        functions = ctx.functions
         grad_prev = grad_out / 2 if ctx.tail is None else \
-            ReversibleChainFunction._tail_backward(ctx, prev, cur, grad_out,
-                                                   acc)
+            ReversibleChainFunction._tail_backward(
+                ctx, prev, cur, grad_out, acc, tail_params)
         grad_cur = grad_prev.clone()
-        for f, state in zip(reversed(ctx.functions), reversed(ctx.rng_states)):
+        for k in range(len(functions) - 1, lowest - 1, -1):
+            f, state = functions[k], ctx.rng_states[k]
             # running stats are restored only after the grads are taken:
             # BatchNorm's backward checks their version counters
             with frozen_running_stats(f.modules), state.replay(), \
                     ctx.autocast.replay():
                 # h_{k-2} = h_k - F_k(h_{k-1}), rebuilt in place of h_k
                 backward_pieces(
-                    f, prev, grad_cur, grad_prev, acc,
-                    trainable_parameters([f]),
+                    f, prev, grad_cur,
+                    grad_prev if need_x or k > lowest else None, acc,
+                    f_params[k],
                     on_output=lambda c, out, cur=cur: add_at_(
                         cur, c.write, out, alpha=-1))
             # h_{k-2} gets grad_cur through the skip; h_{k-1} is complete now
             prev, cur = cur, prev
             grad_prev, grad_cur = grad_cur, grad_prev
-        return (grad_prev.add_(grad_cur), None, None, *acc.grads)
+        grad_x = grad_prev.add_(grad_cur) if need_x else None
+        by_id = dict(zip(map(id, params), acc.grads))
+        return (grad_x, None, None, *(by_id.get(id(p)) for p in ctx.params))
 
     @staticmethod
-    def _tail_backward(ctx, prev, cur, grad_out, acc) -> Tensor:
+    def _tail_backward(ctx, prev, cur, grad_out, acc,
+                       tail_params) -> Tensor:
         """Back-propagate through ``tail(merge(prev, cur))``; returns the
         gradient of each stream (half that of the merged output)."""
         grad_merged = torch.zeros_like(cur,
@@ -172,8 +258,7 @@ class ReversibleChainFunction(torch.autograd.Function):
         with frozen_running_stats(tail.modules), ctx.tail_rng.replay(), \
                 ctx.autocast.replay():
             backward_pieces(
-                tail, cur, grad_out, grad_merged, acc,
-                trainable_parameters([tail]),
+                tail, cur, grad_out, grad_merged, acc, tail_params,
                 combine=lambda c, cur_piece: merge_streams(
                     take(prev, c.read), cur_piece))
         return grad_merged.div_(2)

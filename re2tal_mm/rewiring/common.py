@@ -10,7 +10,7 @@
 * :func:`transformer_functions`: the two residual functions (attention half,
   MLP half) of pre-norm transformer blocks.
 """
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from functools import partial
 from typing import Callable, Iterator, List, Sequence
 
@@ -22,28 +22,42 @@ from torch.utils.checkpoint import checkpoint
 from ..reversible import ResidualFunction, RewiredStage
 
 
-@contextmanager
-def running_stats_untouched(module):
-    """BatchNorm with momentum 0 (running stats kept) inside the body."""
-    saved = [(m, m.momentum, m.num_batches_tracked.clone())
-             for m in module.modules()
-             if isinstance(m, _BatchNorm) and m.training and
-             m.track_running_stats and m.momentum is not None]
-    for m, _, _ in saved:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, count in saved:
+class RunningStatsUntouched:
+    """BatchNorm with momentum 0 (running stats kept) inside the body.
+
+    A class, not a generator: ``torch.utils.checkpoint`` enters the recompute
+    context of one forward once per backward, twice under
+    ``retain_graph=True``.
+
+    Args:
+        module (nn.Module): Its BatchNorm layers in train mode are affected.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.saved = []
+
+    def __enter__(self):
+        self.saved = [(m, m.momentum, m.num_batches_tracked.clone())
+                      for m in self.module.modules()
+                      if isinstance(m, _BatchNorm) and m.training and
+                      m.track_running_stats and m.momentum is not None]
+        for m, _, _ in self.saved:
+            m.momentum = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        for m, momentum, count in self.saved:
             m.momentum = momentum
             m.num_batches_tracked.copy_(count)
+        self.saved = []
 
 
 def checkpointed(block, x):
     """``block(x)`` with activation checkpointing; stats updated once."""
     return checkpoint(
         block, x, use_reentrant=False,
-        context_fn=lambda: (nullcontext(), running_stats_untouched(block)))
+        context_fn=lambda: (nullcontext(), RunningStatsUntouched(block)))
 
 
 def res_layer_stages(backbone: nn.Module, layers: Sequence[str],
