@@ -18,9 +18,12 @@ logger = logging.getLogger('re2tal_mm')
 
 # Distribution -> (minimum included, maximum excluded, what to install).
 REQUIRED_VERSIONS = {
-    'torch': ('2.1', None, 'pip install torch==2.13.0'),
+    # 2.4: torch.is_autocast_enabled(device_type) / get_autocast_dtype,
+    # replayed by the reversible engine
+    'torch': ('2.4', None, 'pip install torch==2.13.0'),
     'mmengine': ('0.10', '0.11', 'pip install mmengine==0.10.7'),
-    'mmaction2': ('1.1', '1.3', 'pip install mmaction2==1.2.0'),
+    # 1.2: the VideoMAE VisionTransformer the ViT adapter rewires
+    'mmaction2': ('1.2', '1.3', 'pip install mmaction2==1.2.0'),
     # mmcv is not an install requirement: the full mmcv (with compiled ops)
     # or mmcv-lite both provide the `mmcv` package MMAction2 needs.
     'mmcv': ('2.0.1', '2.2', 'pip install mmcv-lite==2.1.0 (or the full mmcv)'),

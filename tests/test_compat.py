@@ -62,6 +62,8 @@ def test_mmcv_lite_warning_silenced_by_the_plugin():
 # --- dependency versions ------------------------------------------------------
 @pytest.mark.parametrize('name,bad', [('mmcv', '2.2.0'), ('mmengine', '0.9.1'),
                                       ('mmaction2', '1.3.0'),
+                                      ('mmaction2', '1.1.0'),
+                                      ('torch', '2.3.1'),
                                       ('torch', '2.0.1')])
 def test_incompatible_version_names_package_found_and_range(name, bad):
     versions = {'torch': '2.13.0+cpu', 'mmengine': '0.10.7',

@@ -196,7 +196,8 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
     # recipes) EMA, AMP and the published learning rates
     assert cfg.custom_imports['imports'] == ['re2tal_mm']
     hooks = [h['type'] for h in cfg.custom_hooks]
-    assert 'RewireBackboneHook' in hooks
+    assert 'RewiringMetaHook' in hooks
+    assert cfg.model.rewire == dict(mode='reversible')
     assert cfg.model.type == 'TemporalActionLocalizer'
     num_classes = cfg.model.head.num_classes
     if 'synthetic' not in config:

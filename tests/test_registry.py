@@ -13,7 +13,7 @@ EXPECTED = {
     'TRANSFORMS': ['LoadTALFeature', 'PackTALInputs', 'TALVideoDecode',
                    'TALVideoInit', 'TALWindowSample'],
     'METRICS': ['TALMetric'],
-    'HOOKS': ['RewireBackboneHook'],
+    'HOOKS': ['RewireBackboneHook', 'RewiringMetaHook'],
     'MODEL_WRAPPERS': ['ReversibleDistributedDataParallel'],
 }
 

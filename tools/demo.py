@@ -2,8 +2,8 @@
 
 1. writes a small synthetic video dataset (``tools/data/make_synthetic_dataset.py``);
 2. trains the demo config twice with ``mim train mmaction2``: the Swin backbone
-   rewired to reversible by ``RewireBackboneHook`` and, for comparison, the same
-   model without the hook;
+   rewired to reversible (the config's ``model.rewire``) and, for comparison,
+   the same model un-rewired (``model.rewire=None``);
 3. evaluates both with ``mim test mmaction2``;
 4. writes ``work_dirs/demo/summary.json`` and prints the table made from it;
 5. localizes the actions of one validation video with the reversible model
@@ -29,7 +29,7 @@ CONFIG = osp.join(REPO, 'configs', 're2tal',
                   're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 VARIANTS = {
     'reversible': [],
-    'plain': ['custom_hooks=[]'],
+    'plain': ['model.rewire=None'],
 }
 
 

@@ -1,7 +1,7 @@
 # The `make demo` config: end-to-end TAL on the synthetic video dataset of
 # tools/data/make_synthetic_dataset.py with a small Video Swin backbone rewired
-# to reversible by RewireBackboneHook (tools/demo.py also trains it without the
-# hook for comparison). Sized for a 2-core CPU.
+# to reversible at construction (model.rewire; tools/demo.py also trains it
+# with model.rewire=None for comparison). Sized for a 2-core CPU.
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
 
@@ -19,6 +19,9 @@ model = dict(
         arch=dict(embed_dims=24, depths=[2, 2], num_heads=[3, 6]),
         pretrained=None, pretrained2d=False, patch_size=(2, 4, 4),
         window_size=(8, 4, 4), drop_path_rate=0.1, out_indices=(1, )),
+    # reversible rewiring, done when the model is built (before load_from,
+    # DDP and in every tool that builds it from this config)
+    rewire=dict(mode='reversible'),
     # the actor is a small disc: max pooling over space keeps its features
     # (average pooling over the 8x8 map dilutes them 20-fold)
     spatial_pool='max',
@@ -33,7 +36,9 @@ model = dict(
                            std=[58.395, 57.12, 57.375],
                            format_shape='NCTHW'))
 
-custom_hooks = [dict(type='RewireBackboneHook', mode='reversible')]
+# records the rewiring in checkpoints, warns when one is loaded as another
+# function
+custom_hooks = [dict(type='RewiringMetaHook')]
 
 train_pipeline = [
     dict(type='TALVideoInit'),

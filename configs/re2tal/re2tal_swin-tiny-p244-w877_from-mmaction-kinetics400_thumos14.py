@@ -8,10 +8,11 @@
 # What changes, step by step:
 #   1. custom_imports   -> registers re2tal_mm's classes in MMAction2's
 #                          registries;
-#   2. custom_hooks     -> RewireBackboneHook rewires the backbone to a
-#                          reversible network before training (+ EMA);
+#   2. custom_hooks     -> RewiringMetaHook records the rewiring in
+#                          checkpoints (+ EMA);
 #   3. model            -> TemporalActionLocalizer with the same Swin-T
-#                          backbone, an ActionFormer neck/head;
+#                          backbone rewired to reversible (rewire=...), an
+#                          ActionFormer neck/head;
 #   4. data / metric    -> TALDataset on the converter's JSON, TAL pipelines,
 #                          TALMetric.
 # Train: mim train mmaction2 <this file> --work-dir work_dirs/swin_thumos
@@ -34,9 +35,9 @@ num_frames = 1024
 frame_stride = 2
 window_duration = num_frames * frame_stride / 30  # test windows (s), 30 fps
 
-# 2. reversible rewiring (the only line a plain TAL config needs) and EMA
+# 2. the rewiring record and EMA
 custom_hooks = [
-    dict(type='RewireBackboneHook', mode='reversible'),
+    dict(type='RewiringMetaHook'),
     dict(type='EMAHook', ema_type='ExponentialMovingAverage', momentum=0.001,
          priority='ABOVE_NORMAL'),
 ]
@@ -48,6 +49,8 @@ custom_hooks = [
 model = dict(
     _delete_=True,
     type='TemporalActionLocalizer',
+    # reversible rewiring (the only line a plain TAL config needs)
+    rewire=dict(mode='reversible'),
     backbone=dict(
         type='SwinTransformer3D', arch='tiny', pretrained=None,
         pretrained2d=False, patch_size=(2, 4, 4), window_size=(8, 7, 7),

@@ -2,19 +2,14 @@
 from typing import Dict, Optional
 
 import torch
-from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
-from mmengine.model import is_model_wrapper
+from torch.nn.parallel import DistributedDataParallel
 
 from mmaction.registry import HOOKS
 
 from ..rewiring import (find_backbones, is_rewired, rewire, rewired_stages,
-                        rewiring_summary)
-
-
-def unwrap(model):
-    """The model inside a model wrapper (DDP and friends)."""
-    return model.module if is_model_wrapper(model) else model
+                        rewiring_summary, unwire)
+from .rewiring_meta import RewiringMetaHook, unwrap
 
 
 def format_summary(rows) -> str:
@@ -54,7 +49,9 @@ class KeptBytesProbe:
     """Measures what one forward of ``module`` keeps for the backward.
 
     Saved tensors are counted through ``saved_tensors_hooks`` (parameters
-    excluded); a checkpointed layer keeps its inputs instead.
+    excluded); a checkpointed layer keeps its inputs instead. Only byte
+    counts are recorded, never the tensors, so probing does not raise the
+    peak it measures; the hooks are left even when the forward raises.
 
     Args:
         module (nn.Module): The layer.
@@ -65,16 +62,20 @@ class KeptBytesProbe:
     def __init__(self, module, policy: str):
         self.policy = policy
         self.params = {p.data_ptr() for p in module.parameters()}
-        self.saved = []
+        self.saved: Dict[int, int] = {}  # storage address -> bytes
         self.input_bytes = 0
         self.calls = 0
-        self.handles = [module.register_forward_pre_hook(self.enter),
-                        module.register_forward_hook(self.exit)]
         self.context = None
+        self.handles = [
+            module.register_forward_pre_hook(self.enter),
+            # always_call: the saved-tensor hooks are popped even when the
+            # forward raises (else every later tensor would be counted)
+            module.register_forward_hook(self.exit, always_call=True)]
 
     def pack(self, t):
-        if t.data_ptr() not in self.params:
-            self.saved.append(t)
+        if t.data_ptr() not in self.params and t.device.type != 'meta':
+            storage = t.untyped_storage()
+            self.saved[storage.data_ptr()] = storage.nbytes()
         return t
 
     def enter(self, module, args):
@@ -85,20 +86,22 @@ class KeptBytesProbe:
         self.context.__enter__()
 
     def exit(self, module, args, output):
-        self.context.__exit__(None, None, None)
+        if self.context is not None:
+            self.context.__exit__(None, None, None)
+            self.context = None
 
     @property
     def kept_bytes(self) -> int:
         """Bytes kept: the inputs of a checkpointed layer, else the distinct
-        saved tensors (none when recomputed or frozen)."""
+        saved storages (none when recomputed or frozen)."""
         if self.policy == 'checkpoint':
             return self.input_bytes
-        return tensor_bytes(self.saved)
+        return sum(self.saved.values())
 
     def remove(self):
         for h in self.handles:
             h.remove()
-        self.saved = []
+        self.exit(None, None, None)
 
 
 def format_kept_bytes(rows: Dict[str, tuple]) -> str:
@@ -112,12 +115,32 @@ def format_kept_bytes(rows: Dict[str, tuple]) -> str:
     return '\n'.join(lines)
 
 
+def trainable_names(model) -> set:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+DDP_REFUSAL = (
+    'RewireBackboneHook: rewire options {options} change which parameters '
+    'need gradients ({changed}), but the model is already wrapped in '
+    '{wrapper}, built before hooks run: DDP would wait forever for gradients '
+    'that never come, or miss new ones. Rewire at construction instead '
+    '(model=dict(..., rewire=dict(mode=..., **options)) for '
+    'TemporalActionLocalizer), or set model_wrapper_cfg=dict('
+    "type='ReversibleDistributedDataParallel', rewire_options=...) so the "
+    'model is rewired before it is wrapped.')
+
+
 @HOOKS.register_module()
-class RewireBackboneHook(Hook):
+class RewireBackboneHook(RewiringMetaHook):
     """Rewire every supported backbone of the model into a reversible one.
 
-    Runs at ``before_run`` with a high priority, i.e. before weights are
-    loaded (state_dict keys do not change, so checkpoints load either way).
+    For stock MMAction2 configs (recognizers); our own configs rewire the
+    localizer at construction (``rewire=`` of ``TemporalActionLocalizer``)
+    and use :class:`RewiringMetaHook`. Runs at ``before_run`` with a high
+    priority, i.e. before weights are loaded (state_dict keys do not change,
+    so checkpoints load either way), and records the rewiring in every
+    checkpoint like :class:`RewiringMetaHook`. Under a DDP wrapper (built
+    before hooks run) options that freeze parameters are refused.
 
     Args:
         mode (str): ``'reversible'`` or ``'autograd'``.
@@ -132,11 +155,9 @@ class RewireBackboneHook(Hook):
             ``chunks`` and each piece's input at most ``chunk_mib`` MiB.
         report_memory (bool): On the first training iteration, measure and
             log what each non-reversible layer keeps for the backward under
-            the chosen option (kept, checkpoint, recompute, frozen).
-            Defaults to True.
+            the chosen option (kept, checkpoint, recompute, frozen): byte
+            counts only, at no memory cost. Defaults to True.
     """
-
-    priority = 'HIGH'
 
     def __init__(self, mode: str = 'reversible',
                  check_inversion_interval: Optional[int] = None,
@@ -149,11 +170,21 @@ class RewireBackboneHook(Hook):
         self.rewire_options = rewire_options or {}
         self.check_inversion_interval = check_inversion_interval
         self.last_errors = {}
+        self.memory_probed = False
 
     def before_run(self, runner) -> None:
         model = unwrap(runner.model)
         if not is_rewired(model):
+            before = trainable_names(model)
             rewire(model, mode=self.mode, **self.rewire_options)
+            changed = before ^ trainable_names(model)
+            if changed and isinstance(runner.model, DistributedDataParallel):
+                unwire(model)
+                raise RuntimeError(DDP_REFUSAL.format(
+                    options=self.rewire_options,
+                    changed=f'{len(changed)} parameters, e.g. '
+                    f'{sorted(changed)[0]}',
+                    wrapper=type(runner.model).__name__))
         logger = MMLogger.get_current_instance()
         logger.info(f'RewireBackboneHook: rewired ({self.mode}):\n' +
                     format_summary(rewiring_summary(model)))
@@ -163,7 +194,8 @@ class RewireBackboneHook(Hook):
         return bool(n) and self.every_n_train_iters(runner, n)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        if self.report_memory and not self.kept_bytes and not self.probes:
+        if self.report_memory and not self.memory_probed:
+            self.memory_probed = True  # the model is walked once
             self.probes = {
                 name: KeptBytesProbe(module, policy) for name, module, policy
                 in non_reversible_layers(unwrap(runner.model))}

@@ -1,9 +1,13 @@
 """End-to-end temporal action localizer (backbone or features -> segments)."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 
 from mmaction.registry import MODELS
+from re2tal_mm.rewiring import apply_rewiring
 from re2tal_mm.structures import TemporalGrid
 
 SPATIAL_POOLS = ('avg', 'max', 'avgmax')
@@ -12,6 +16,44 @@ SPATIAL_POOLS = ('avg', 'max', 'avgmax')
 def _meta(sample, key, default=None):
     value = sample.metainfo.get(key, None)
     return default if value is None else value
+
+
+def report_backbone_loading(model, state_dict, prefix, *args) -> None:
+    """Load-time check of the backbone's tensors (a ``load_state_dict``
+    pre-hook): says how many were found, warns with the names of missing or
+    mismatched ones (never a silent random initialisation), and loads a bare
+    backbone state_dict (keys without ``backbone.``) into the backbone."""
+    if model.backbone is None:
+        return
+    logger = MMLogger.get_current_instance()
+    own = {k: v.shape for k, v in
+           model.backbone.state_dict(keep_vars=True).items()}
+    ours = prefix + 'backbone.'
+    if not any(k.startswith(ours) for k in state_dict) and \
+            sum(prefix + k in state_dict for k in own) > len(own) // 2:
+        for k in own:
+            if prefix + k in state_dict:
+                state_dict[ours + k] = state_dict.pop(prefix + k)
+        logger.warning('the checkpoint holds a bare backbone state_dict '
+                       '(keys without "backbone."): loaded into backbone.*')
+    found = {k: state_dict[ours + k] for k in own if ours + k in state_dict}
+    wrong = [k for k, v in found.items()
+             if getattr(v, 'shape', None) != own[k]]
+    missing = [k for k in own if k not in found]
+    extra = [k[len(prefix):] for k in state_dict if k.startswith(prefix) and
+             k.split('.', 1)[0] not in dict(model.named_children())]
+    head = sum(k.startswith('cls_head.') for k in extra)
+    logger.info(
+        f'loading the backbone: {len(found) - len(wrong)}/{len(own)} tensors '
+        f'from the checkpoint; {len(extra)} keys outside this model ignored'
+        + (f' ({head} of the recognizer head cls_head.*)' if head else ''))
+    if missing or wrong:
+        names = ', '.join((missing + wrong)[:8])
+        logger.warning(
+            f'{len(missing)} backbone tensors missing from the checkpoint '
+            f'and {len(wrong)} of another shape (e.g. {names}): they keep '
+            'their initialisation. Is the checkpoint of another backbone '
+            'architecture or configuration?')
 
 
 @MODELS.register_module()
@@ -38,6 +80,14 @@ class TemporalActionLocalizer(BaseModel):
         neck (dict): Temporal encoder config (e.g. ``ActionFormerNeck``).
         head (dict): Localization head config (e.g. ``ActionFormerHead``).
         backbone (dict, optional): Any MMAction2 backbone config.
+        rewire (dict, optional): Rewire the backbone at construction:
+            ``dict(mode='reversible' | 'autograd', **options)`` as for
+            :func:`~re2tal_mm.rewiring.rewire`. This is the primary path for
+            localizer configs: the model is rewired before weights are loaded
+            (``load_from``), before the model wrapper (DDP) is built, and in
+            every process and tool that builds it from the config (``mim
+            test``, ``init_localizer``, feature extraction). Defaults to None
+            (not rewired).
         post_processor (dict, optional): ``TALPostProcessor`` config.
         data_preprocessor (dict, optional): Defaults to an
             ``ActionDataPreprocessor`` (``NCTHW`` in video mode).
@@ -63,11 +113,17 @@ class TemporalActionLocalizer(BaseModel):
         init_cfg (dict, optional): MMEngine init config.
     """
 
-    def __init__(self, neck, head, backbone=None, post_processor=None,
-                 data_preprocessor=None, feat_len=None,
-                 backbone_chunk_frames=None, chunk_in_training=False,
-                 frames_as_batch=False, spatial_pool='avg', grid_center=0., pad_divisor=None,
-                 init_cfg=None):
+    def __init__(self, neck: dict, head: dict,
+                 backbone: Optional[dict] = None,
+                 rewire: Optional[dict] = None,
+                 post_processor: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 feat_len: Optional[int] = None,
+                 backbone_chunk_frames: Optional[int] = None,
+                 chunk_in_training: bool = False,
+                 frames_as_batch: bool = False, spatial_pool: str = 'avg',
+                 grid_center: float = 0., pad_divisor: Optional[int] = None,
+                 init_cfg: Optional[dict] = None):
         if spatial_pool not in SPATIAL_POOLS:
             raise ValueError(f'spatial_pool must be one of {SPATIAL_POOLS}, '
                              f'got {spatial_pool!r}')
@@ -80,6 +136,12 @@ class TemporalActionLocalizer(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone) if backbone else None
+        if rewire:
+            if self.backbone is None:
+                raise ValueError('rewire= needs a backbone; a feature-mode '
+                                 'localizer has nothing to rewire')
+            apply_rewiring(self.backbone, dict(rewire))
+        self.register_load_state_dict_pre_hook(report_backbone_loading)
         self.neck, self.head = MODELS.build(neck), MODELS.build(head)
         self.post_processor = MODELS.build(post_processor or
                                            dict(type='TALPostProcessor'))

@@ -5,7 +5,7 @@ instance attribute; parameters, buffers and state_dict keys never change and
 ``unwire`` deletes the attribute, restoring the class forward exactly.
 """
 from functools import partial
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from torch import nn
 
@@ -13,6 +13,8 @@ from ..reversible import MODES, RewiredStage
 from .base import ADAPTERS
 STAGES_ATTR = '_re2tal_stages'
 SUMMARY_ATTR = '_re2tal_summary'
+# what rewire() was called with: dict(mode=..., **options)
+SPEC_ATTR = '_re2tal_spec'
 # set by adapters' ``prepare``: a module whose forward was replaced, a stage
 # with the non-reversible layer after it fused in, parameters frozen
 PATCHED_ATTR = '_re2tal_patched'
@@ -107,7 +109,32 @@ def rewire(module: nn.Module, mode: str = 'reversible',
                                 blocks=n_blocks, reversible_blocks=n_rev))
         setattr(backbone, STAGES_ATTR, records)
         setattr(backbone, SUMMARY_ATTR, summary)
+        setattr(backbone, SPEC_ATTR, dict(mode=mode, **options))
     return module
+
+
+def rewiring_spec(module: nn.Module) -> Optional[Dict]:
+    """How the backbones in ``module`` were rewired: ``dict(mode=...,
+    **options)`` as given to :func:`rewire`, or None when not rewired.
+
+    The spec travels in checkpoints (``meta['re2tal_rewiring']``) and
+    ``apply_rewiring(model, spec)`` rebuilds the same function from it.
+    """
+    for m in module.modules():
+        spec = getattr(m, SPEC_ATTR, None)
+        if spec is not None:
+            return dict(spec)
+    return None
+
+
+def apply_rewiring(module: nn.Module, spec: Optional[Dict]) -> nn.Module:
+    """Make ``module`` rewired as ``spec`` says (see :func:`rewiring_spec`):
+    rewired with its mode and options, or un-rewired when ``spec`` is None.
+    """
+    if spec is None:
+        return unwire(module)
+    spec = dict(spec)
+    return rewire(module, spec.pop('mode', 'reversible'), **spec)
 
 
 def unwire(module: nn.Module) -> nn.Module:
@@ -122,7 +149,7 @@ def unwire(module: nn.Module) -> nn.Module:
         m.__dict__.pop(FUSED_ATTR, None)
         for p in m.__dict__.pop(FROZEN_ATTR, []):
             p.requires_grad_(True)
-        for attr in (STAGES_ATTR, SUMMARY_ATTR):
+        for attr in (STAGES_ATTR, SUMMARY_ATTR, SPEC_ATTR):
             if attr in m.__dict__:
                 delattr(m, attr)
     return module

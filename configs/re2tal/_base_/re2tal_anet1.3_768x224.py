@@ -28,6 +28,8 @@ max_epochs = 15
 
 model = dict(
     type='TemporalActionLocalizer',
+    # Re2TAL: the backbone rewired to reversible when the model is built
+    rewire=dict(mode='reversible'),
     # backbone, feat_len and neck.in_channels: set by each config
     neck=dict(type='ActionFormerNeck', embed_dims=512,
               num_levels=6, num_heads=4, window_size=9, drop_path=0.1),

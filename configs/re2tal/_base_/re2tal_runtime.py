@@ -1,11 +1,13 @@
-# Runtime shared by the Re2TAL recipes: the plugin, the reversible rewiring,
-# EMA, logging and checkpointing (one process per GPU, NCCL).
+# Runtime shared by the Re2TAL recipes: the plugin, the rewiring record,
+# EMA, logging and checkpointing (one process per GPU, NCCL). The reversible
+# rewiring itself is in each recipe's model (model.rewire).
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
 
 custom_hooks = [
-    # rewire the backbone to a reversible network before training
-    dict(type='RewireBackboneHook', mode='reversible'),
+    # record the model's rewiring in checkpoints; warn when a checkpoint is
+    # loaded into a model that computes another function
+    dict(type='RewiringMetaHook'),
     dict(type='EMAHook', ema_type='ExponentialMovingAverage', momentum=0.001,
          priority='ABOVE_NORMAL'),
 ]
