@@ -27,10 +27,18 @@ def test_activitynet_counts_and_round_trip(shared_data, tmp_path):
     dump_activitynet_json(db, out)
     val = load_activitynet_json(out, 'validation', class_names=names)
     assert len(val) == 4728
+    # segments are kept as in the source, also past the video's end (as the
+    # official evaluator reads them); training clips them when it loads
+    past = [v for v, info in db.items() for a in info['annotations']
+            if a['segment'][1] > info['duration']]
+    assert len(past) > 50
     out2 = str(tmp_path / 'anet2.json')
-    dump_activitynet_json(load_activitynet_json(out), out2)
+    dump_activitynet_json(load_activitynet_json(out, clip=False), out2)
     assert json.load(open(out2))['database'] == json.load(open(out))[
         'database']
+    clipped = load_activitynet_json(out, subset='validation')
+    assert all(a['segment'][1] <= info['duration']
+               for info in clipped.values() for a in info['annotations'])
 
 
 @pytest.mark.filterwarnings('ignore::UserWarning')

@@ -8,7 +8,9 @@ The primary format is::
                              "ambiguous": [[s, e], ...]?}}}
 
 Times are seconds. The converters turn the BSN-style ActivityNet-1.3 files and
-the G-TAD-style THUMOS-14 CSV files into this layout (ids without ``v_``).
+the G-TAD-style THUMOS-14 CSV files into this layout (ids without ``v_``),
+segments as in the source files: clipping to the video is done when training
+reads them (``load_activitynet_json(clip=True)``), never for evaluation.
 """
 import csv
 import json
@@ -68,7 +70,7 @@ def clean_segments(database, source='<memory>'):
     return clipped, dropped
 
 
-def load_activitynet_json(path, subset=None, class_names=None):
+def load_activitynet_json(path, subset=None, class_names=None, clip=True):
     """Load an ActivityNet-style annotation file.
 
     Args:
@@ -76,10 +78,14 @@ def load_activitynet_json(path, subset=None, class_names=None):
         subset (str | Sequence[str] | None): Keep only these subsets.
         class_names (Sequence[str] | None): If given, a label outside it is
             an error naming the label and the video.
+        clip (bool): Clip segments to ``[0, duration]`` and drop those with
+            end <= start (counted in a warning), for training. Evaluation
+            passes False: the official evaluators use the segments as they
+            are in the file. Defaults to True.
 
     Returns:
-        OrderedDict: ``video_id -> info`` with float segments, clipped to the
-        duration (counted in a warning).
+        OrderedDict: ``video_id -> info`` with float segments (clipped to the
+        duration if ``clip``).
     """
     data = load_json(path)
     if not isinstance(data, dict) or 'database' not in data:
@@ -99,7 +105,10 @@ def load_activitynet_json(path, subset=None, class_names=None):
             for a in info.get('annotations', [])]
         database[vid] = info
     if subsets is not None and not database:
-        raise ValueError(f'subset {subset!r} is empty in {path}')
+        found = sorted({str(v.get('subset')) for v in
+                        data['database'].values()})
+        raise ValueError(f'subset {subset!r} is empty in {path}; its '
+                         f'subsets are {found}')
     if class_names is not None:
         known = set(class_names)
         for vid, info in database.items():
@@ -108,7 +117,8 @@ def load_activitynet_json(path, subset=None, class_names=None):
                     raise ValueError(f'{path}: label {ann["label"]!r} of '
                                      f'video {vid!r} is not in the class '
                                      'list')
-    clean_segments(database, path)
+    if clip:
+        clean_segments(database, path)
     return database
 
 
@@ -153,7 +163,8 @@ def convert_bsn_activitynet(anno_json, info_csv):
                                            float(x['segment'][1])],
                                   label=x['label'])
                              for x in a.get('annotations', [])])
-    clean_segments(database, anno_json)
+    # segments are kept as in the source (the official evaluators use them
+    # so); TALDataset clips them for training, with a warning
     return database
 
 
@@ -205,5 +216,5 @@ def convert_gtad_thumos(annotation_csvs, groundtruth_csv,
         ends = [a['segment'][1] for a in info['annotations']] + [
             s[1] for s in info['ambiguous']]
         info['duration'], info['fps'] = meta.get(vid, (max(ends), 30.0))
-    clean_segments(database, str(list(annotation_csvs.values())))
+    # segments are kept as in the source (see convert_bsn_activitynet)
     return database

@@ -1,4 +1,5 @@
-"""TALMetric: ActivityNet-protocol detection mAP, with per-video merging."""
+"""TALMetric: detection mAP (ActivityNet or THUMOS-14 protocol), with
+per-video merging."""
 import json
 from collections import defaultdict
 from typing import Optional, Sequence
@@ -12,8 +13,8 @@ from mmaction.registry import METRICS
 from re2tal_mm.datasets.annotations import (class_names_of,
                                             load_activitynet_json)
 from re2tal_mm.structures import segment_nms
-from .functional import (ANET_TIOU_THRESHOLDS, evaluate_detection,
-                         format_ap_table)
+from .functional import (default_tiou_thresholds, evaluate_detection,
+                         format_ap_table, name_some)
 
 
 def _np(x):
@@ -31,18 +32,36 @@ def _get(sample, key):
 
 @METRICS.register_module()
 class TALMetric(BaseMetric):
-    """Temporal action localization mAP (ActivityNet detection protocol).
+    """Temporal action localization mAP (official detection protocols).
 
     Predictions (segments in seconds, window offset already added) are grouped
     by ``video_id``; each video's predictions from all its windows are merged
     by one final NMS (:func:`segment_nms`), then evaluated against the ground
     truth read from ``ann_file`` (so every rank's samples are judged against
-    the full subset, also in distributed evaluation).
+    the full subset, also in distributed evaluation). The ground truth is
+    used as it is in the file, as by the official evaluators (no clipping
+    to the video, which stays a training-time step of ``TALDataset``); the
+    rules of each protocol are in :mod:`re2tal_mm.evaluation.functional`.
+    Labels and videos that cannot be scored (unknown labels, predicted
+    videos outside the subset, videos of the subset without predictions)
+    are named in warnings of the current MMEngine logger.
 
     Args:
         ann_file (str): ActivityNet-style ground-truth JSON.
         subset (str | None): Subset evaluated (all videos if None).
-        tiou_thresholds (Sequence[float]): Defaults to 0.5:0.05:0.95.
+        tiou_thresholds (Sequence[float] | None): Defaults to None: the
+            protocol's usual ones (0.5:0.05:0.95 for ``'activitynet'``,
+            0.3:0.1:0.7 for ``'thumos14'``).
+        protocol (str): ``'activitynet'`` (the official ActivityNet
+            evaluator) or ``'thumos14'`` (THUMOS-14's TH14evalDet: detections
+            overlapping the ``ambiguous`` regions of the ground truth are not
+            false positives, ground-truth-first matching with overlap > t,
+            AP summed at true positives). Defaults to ``'activitynet'``.
+        clip_ground_truth (bool): Clip the ground truth to the video and drop
+            empty segments before evaluating, as older versions of this
+            metric did. A deliberate difference from the official
+            evaluators, for comparison with such numbers only. Defaults to
+            False.
         nms (dict | None): Arguments of :func:`segment_nms` for the per-video
             merge (None: no NMS).
         max_per_video (int): Predictions kept per video after the merge.
@@ -59,7 +78,7 @@ class TALMetric(BaseMetric):
     def __init__(self,
                  ann_file: str,
                  subset: Optional[str] = None,
-                 tiou_thresholds: Sequence[float] = ANET_TIOU_THRESHOLDS,
+                 tiou_thresholds: Optional[Sequence[float]] = None,
                  nms: Optional[dict] = dict(method='soft', sigma=0.5,
                                             min_score=1e-3),
                  max_per_video: int = 200,
@@ -67,11 +86,17 @@ class TALMetric(BaseMetric):
                  out_file: Optional[str] = None,
                  print_per_class: bool = True,
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None,
+                 protocol: str = 'activitynet',
+                 clip_ground_truth: bool = False) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
         self.subset = subset
-        self.tiou_thresholds = tuple(tiou_thresholds)
+        self.protocol = protocol
+        self.tiou_thresholds = tuple(
+            default_tiou_thresholds(protocol) if tiou_thresholds is None
+            else tiou_thresholds)
+        self.clip_ground_truth = clip_ground_truth
         self.nms = nms
         self.max_per_video = max_per_video
         self.class_names = class_names
@@ -119,8 +144,10 @@ class TALMetric(BaseMetric):
         return merged
 
     def compute_metrics(self, results: list) -> dict:
+        """Merge per video and evaluate against ``ann_file``."""
         logger = MMLogger.get_current_instance()
-        gt = load_activitynet_json(self.ann_file, subset=self.subset)
+        gt = load_activitynet_json(self.ann_file, subset=self.subset,
+                                   clip=self.clip_ground_truth)
         names = self.class_names or (self.dataset_meta or {}).get('classes') \
             or class_names_of(gt)
         merged = self.merge_predictions(results, list(names))
@@ -128,8 +155,17 @@ class TALMetric(BaseMetric):
             with open(self.out_file, 'w') as f:
                 json.dump(dict(version='re2tal_mm', results=merged,
                                external_data={}), f)
-        res = evaluate_detection(gt, merged, self.tiou_thresholds)
-        logger.info('\n' + format_ap_table(res, self.print_per_class))
+        where = f'subset {self.subset!r} of ' if self.subset else ''
+        missing = [v for v in gt if v not in merged]
+        if missing:
+            logger.warning(f'{len(missing)} of {len(gt)} video(s) of '
+                           f'{where}{self.ann_file} have no prediction '
+                           f'(their ground truth counts as missed): '
+                           f'{name_some(missing)}')
+        res = evaluate_detection(gt, merged, self.tiou_thresholds,
+                                 protocol=self.protocol, logger=logger)
+        logger.info(f'{self.protocol} protocol, {where}{self.ann_file}\n' +
+                    format_ap_table(res, self.print_per_class))
         metrics = {f'mAP@{t:.2f}': m
                    for t, m in zip(res['tiou_thresholds'], res['mAP'])}
         metrics['average_mAP'] = res['average_mAP']
