@@ -1,9 +1,10 @@
 """The reversible Function's autograd contract, on every adapter (float64).
 
-Double backward (``create_graph=True``) raises (never a silently wrong second-order gradient);
-``backward(retain_graph=True)`` twice accumulates exactly twice; frozen
-parameters get no gradient and an input that needs none gets none (the walk
-stops early); the parameters given gradients are those of the forward.
+Double backward (``create_graph=True``) raises (never a silently wrong
+second-order gradient); ``backward(retain_graph=True)`` twice accumulates
+exactly twice; frozen parameters get no gradient and an input that needs none
+gets none (the walk stops early); the parameters given gradients are those of
+the forward.
 """
 import copy
 

@@ -3,24 +3,17 @@ trains the demo config with ReversibleDistributedDataParallel; both ranks end
 with identical parameters."""
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import torch
 
 import mmaction
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
                   're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 TRAIN = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools', 'train.py')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_torchrun_two_ranks_identical_params(tmp_path):

@@ -1,17 +1,14 @@
 """Runner integration: the hook with a stock MMAction2 config, and DDP."""
 import os
 import os.path as osp
-import socket
-import time
 
-import pytest
 import torch
-import torch.multiprocessing as mp
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
 from mmaction.registry import DATASETS
 from mmaction.structures import ActionDataSample
 from re2tal_mm.rewiring import is_rewired, rewired_stages
+from .conftest import free_port, spawn_and_wait
 
 DATA = osp.join(osp.dirname(__file__), 'data')
 
@@ -89,25 +86,12 @@ def ddp_worker(rank, world, port, batch, out_path):
     torch.distributed.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_equal_single_process(tmp_path):
     from re2tal_mm.rewiring import rewire
     torch.manual_seed(1)
     batch = torch.randn(4, 3, 2, 16, 16, dtype=torch.float64)
     out = str(tmp_path / 'grads.pt')
-    ctx = mp.spawn(ddp_worker, args=(2, free_port(), batch, out), nprocs=2,
-                   join=False)
-    deadline = time.monotonic() + 300
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.terminate()
-            pytest.fail('DDP workers did not finish in 300 s')
+    spawn_and_wait(ddp_worker, (2, free_port(), batch, out))
     torch.manual_seed(0)
     model = small_slowonly().double()
     model.train()

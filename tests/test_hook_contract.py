@@ -1,13 +1,11 @@
 """RewireBackboneHook under DDP and its memory probe."""
 import gc
 import os
-import time
 import weakref
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
@@ -15,7 +13,7 @@ from re2tal_mm.engine import RewireBackboneHook
 from re2tal_mm.engine.rewire_hook import KeptBytesProbe
 from re2tal_mm.rewiring import is_rewired
 from .test_chunked import tiny_swin
-from .test_engine import free_port
+from .conftest import free_port, spawn_and_wait
 
 
 def refused_worker(rank, world, port, out_dir):
@@ -43,14 +41,8 @@ def refused_worker(rank, world, port, out_dir):
 
 
 def test_ddp_refuses_options_that_freeze_parameters(tmp_path):
-    ctx = mp.spawn(refused_worker, args=(2, free_port(), str(tmp_path)),
-                   nprocs=2, join=False)
-    deadline = time.monotonic() + 240
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.terminate()
-            pytest.fail('the workers hung')
+    spawn_and_wait(refused_worker, (2, free_port(), str(tmp_path)),
+                   timeout=240)
     for rank in range(2):
         state, total, message = (tmp_path / f'rank{rank}.txt').read_text(
         ).split('|', 2)
