@@ -108,3 +108,126 @@ def test_undecodable_video(assets, tmp_path):
     assert str(bad) in res.stderr and 'decode' in res.stderr
     assert 'Traceback' not in res.stderr
     assert not (tmp_path / 'r.json').exists()
+
+
+def test_progress_bar_over_windows(assets, capsys):
+    from re2tal_mm.apis import init_localizer, localize_video
+    model = init_localizer(CONFIG, assets['ckpt'])
+    localize_video(model, assets['video'], score_thr=0.5)
+    err = capsys.readouterr().err
+    assert 'syn_0000' in err and 'window' in err  # tqdm's bar
+
+
+LONG_FRAMES, LONG_FPS, GOP = 600, 10, 50  # 60 s; a keyframe every 5 s
+
+
+@pytest.fixture(scope='module')
+def long_video(tmp_path_factory):
+    from .test_video_decoding import write_video
+    root = tmp_path_factory.mktemp('long')
+    return write_video(root / 'long_0000.mp4', LONG_FRAMES, 64, 64,
+                       LONG_FPS, gop=GOP)
+
+
+@pytest.fixture(scope='module')
+def model():
+    from re2tal_mm.apis import init_localizer
+    torch.manual_seed(0)
+    return init_localizer(CONFIG)  # random init
+
+
+def record_decoder(monkeypatch, backend):
+    """Count the readers opened and the frames asked of them per call."""
+    if backend == 'decord':
+        import decord
+        cls = decord.VideoReader
+    else:
+        from re2tal_mm.datasets.transforms import PyAVVideoReader as cls
+    calls = dict(opened=0, asked=[], decoded=[])
+    init, get_batch = cls.__init__, cls.get_batch
+
+    def counting_init(self, *args, **kwargs):
+        calls['opened'] += 1
+        init(self, *args, **kwargs)
+
+    def recording_get_batch(self, inds):
+        before = getattr(self, 'frames_decoded', None)
+        out = get_batch(self, inds)
+        calls['asked'].append(len(inds))
+        if before is not None:  # PyAV: frames decoded, asked for or not
+            calls['decoded'].append((before, self.frames_decoded - before))
+        return out
+
+    def refused(self, *args, **kwargs):
+        raise AssertionError('frames read outside get_batch')
+
+    monkeypatch.setattr(cls, '__init__', counting_init)
+    monkeypatch.setattr(cls, 'get_batch', recording_get_batch)
+    for name in ('__getitem__', 'next'):
+        if hasattr(cls, name):
+            monkeypatch.setattr(cls, name, refused)
+    return calls
+
+
+@pytest.mark.parametrize('backend', ['decord', 'pyav'])
+def test_decoder_is_asked_for_one_window_at_a_time(model, long_video,
+                                                   monkeypatch, backend):
+    from re2tal_mm.apis import localize_video
+    from re2tal_mm.datasets.tal_dataset import sliding_window_offsets
+    calls = record_decoder(monkeypatch, backend)
+    result = localize_video(model, long_video, progress=False,
+                            backends=(backend, ))
+    assert result['duration'] == LONG_FRAMES / LONG_FPS
+    num_steps, stride = 64, 2  # the demo config: 64 frames at 5 fps
+    windows = sliding_window_offsets(60.0, num_steps * stride / LONG_FPS,
+                                     0.5)
+    assert len(windows) > 5
+    assert calls['opened'] == 1  # opened once, for all windows
+    # decord is asked in chunks of TALVideoDecode's chunk_size (16)
+    per_call = num_steps if backend == 'pyav' else 16
+    assert calls['asked'] == [per_call] * (num_steps // per_call *
+                                           len(windows))
+    if backend == 'pyav':
+        assert calls['decoded'][0][0] == 0  # opening decoded nothing
+        # each window: from the keyframe before it to its last frame
+        assert max(n for _, n in calls['decoded']) <= GOP + num_steps * \
+            stride
+        assert sum(n for _, n in calls['decoded']) < 3 * LONG_FRAMES
+
+
+def test_equals_the_sliding_window_test_of_a_dataset(model, long_video,
+                                                     tmp_path):
+    """What ``mim test`` computes of the video: TALDataset's windows."""
+    import copy
+
+    from mmaction.registry import DATASETS
+    from mmengine.dataset import pseudo_collate
+    from re2tal_mm.apis import localize_video
+    from re2tal_mm.evaluation import TALMetric
+    duration = LONG_FRAMES / LONG_FPS
+    ann = tmp_path / 'ann.json'
+    ann.write_text(json.dumps(dict(database=dict(long_0000=dict(
+        subset='validation', duration=duration, fps=LONG_FPS,
+        annotations=[])))))
+    ds_cfg = copy.deepcopy(model.cfg.test_dataloader.dataset)
+    ds_cfg.update(ann_file=str(ann), classes=CLASSES,
+                  data_prefix=dict(video=osp.dirname(long_video)))
+    ds = DATASETS.build(ds_cfg)
+    metric = TALMetric(ann_file=None)
+    with torch.no_grad():
+        for i in range(len(ds)):
+            metric.process(None, model.test_step(pseudo_collate([ds[i]])))
+    expected = []
+    for d in metric.merge_predictions(metric.results, CLASSES)['long_0000']:
+        s, e = (min(max(t, 0.0), duration) for t in d['segment'])
+        if e > s:
+            expected.append((s, e, d['score'], d['label']))
+    assert len(ds) > 5 and expected
+    for backend in ('decord', 'pyav'):
+        got = localize_video(model, long_video, progress=False,
+                             backends=(backend, ))['results']
+        assert len(got) == len(expected), backend
+        for g, (s, e, score, label) in zip(got, expected):
+            assert g['label'] == label
+            assert g['segment'] == pytest.approx([s, e], abs=1e-5)
+            assert g['score'] == pytest.approx(score, abs=1e-5)

@@ -40,3 +40,45 @@ def test_nms_keeps_best_and_respects_labels():
     assert sorted(sc.tolist())[0] == pytest.approx(decayed)
     with pytest.raises(ValueError, match='soft'):
         segment_nms(segs, scores, labels, method='linear')
+
+
+def matrix_nms(segments, scores, labels, iou_threshold=0.5, method='soft',
+               sigma=0.5, min_score=1e-3, max_num=200, class_agnostic=False):
+    """The textbook form: the whole N x N tIoU matrix up front."""
+    scores = scores.clone().float()
+    alive = scores >= min_score
+    iou = pairwise_tiou(segments.float(), segments.float())
+    if not class_agnostic:
+        iou = iou * (labels[:, None] == labels[None, :])
+    keep, kept = [], []
+    while len(keep) < max_num and bool(alive.any()):
+        i = int(torch.where(alive, scores, torch.full_like(scores, -1.)
+                            ).argmax())
+        keep.append(i)
+        kept.append(float(scores[i]))
+        alive[i] = False
+        if method == 'hard':
+            alive &= iou[i] < iou_threshold
+        else:
+            scores = scores * torch.exp(-iou[i]**2 / sigma)
+            alive &= scores >= min_score
+    return keep, kept
+
+
+def test_nms_row_by_row_equals_the_matrix_form():
+    gen = torch.Generator().manual_seed(0)
+    for case in range(30):
+        n = 5 + case * 7
+        start = torch.rand(n, generator=gen) * 100
+        segs = torch.stack([start, start + torch.rand(
+            n, generator=gen) * 20 + 0.1], 1)
+        scores = (torch.rand(n, generator=gen) * 10).round() / 10  # ties
+        labels = torch.randint(0, 3, (n, ), generator=gen)
+        for kw in (dict(method='soft'), dict(method='hard'),
+                   dict(method='soft', class_agnostic=True),
+                   dict(method='hard', max_num=5)):
+            s, sc, lb = segment_nms(segs, scores, labels, **kw)
+            keep, kept = matrix_nms(segs, scores, labels, **kw)
+            assert torch.equal(s, segs[keep]) and torch.equal(
+                lb, labels[keep])
+            assert sc.tolist() == kept

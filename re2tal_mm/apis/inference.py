@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
@@ -30,15 +31,33 @@ def _classes_of(cfg):
     return [f'class_{i}' for i in range(n)]
 
 
-def init_localizer(config: Union[str, Config], checkpoint: Optional[str] = None,
-                   device: str = 'cpu'):
-    """Build the model of ``config`` and load ``checkpoint`` (init_model style).
+def init_localizer(config: Union[str, Config],
+                   checkpoint: Optional[str] = None, device: str = 'cpu',
+                   rewiring: Optional[Union[dict, bool]] = None):
+    """Build the model of ``config`` and load ``checkpoint`` (like
+    ``init_recognizer``).
 
-    The config and its class names are attached as ``model.cfg`` and
+    The backbone is rewired as the model was trained: as the checkpoint
+    records (``meta['re2tal_rewiring']``, written by ``RewiringMetaHook`` /
+    ``RewireBackboneHook``), else as the config says (``model.rewire``, else
+    its ``RewireBackboneHook``); one log line says which and why. The config
+    and its class names are attached as ``model.cfg`` and
     ``model.dataset_meta``.
+
+    Args:
+        config (str | Config): The model's config.
+        checkpoint (str, optional): Checkpoint file. Defaults to None.
+        device (str): Defaults to ``'cpu'``.
+        rewiring (dict | bool, optional): Override: a rewiring spec
+            (``dict(mode=..., **options)``) or False to run un-rewired.
+            Defaults to None (as trained).
     """
     import re2tal_mm  # noqa: F401 - registers the components
     from mmaction.registry import MODELS
+    from re2tal_mm.engine.rewiring_meta import (UNRECORDED,
+                                                checkpoint_rewiring,
+                                                choose_rewiring, describe)
+    from re2tal_mm.rewiring import apply_rewiring, rewiring_spec
     cfg = Config.fromfile(config) if isinstance(config, str) else \
         copy.deepcopy(config)
     init_default_scope(cfg.get('default_scope', 'mmaction'))
@@ -47,12 +66,22 @@ def init_localizer(config: Union[str, Config], checkpoint: Optional[str] = None,
         model_cfg.backbone.pop('pretrained', None)
         model_cfg.backbone['pretrained'] = None
     model = MODELS.build(model_cfg)
+    trained, classes = UNRECORDED, None
     if checkpoint is not None:
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
+        trained = checkpoint_rewiring(ckpt)
         meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
         classes = (meta.get('dataset_meta') or {}).get('classes')
-    else:
-        classes = None
+    spec, source = choose_rewiring(cfg, trained, rewiring)
+    if rewiring_spec(model) != spec:
+        apply_rewiring(model, spec)
+    note = ''
+    if checkpoint is not None and trained == UNRECORDED:
+        note = (f'; {checkpoint} does not record how it was trained (an '
+                'older checkpoint?): run as the config says')
+    log = MMLogger.get_current_instance()
+    (log.warning if note else log.info)(
+        f'init_localizer: backbone {describe(spec)} (from {source}){note}')
     model.cfg = cfg
     model.dataset_meta = dict(classes=list(classes or _classes_of(cfg)))
     model.to(device)
@@ -60,56 +89,81 @@ def init_localizer(config: Union[str, Config], checkpoint: Optional[str] = None,
     return model
 
 
-def _probe(path):
-    """(duration in s, fps) of ``path``; IOError naming it if undecodable."""
-    from mmaction.registry import TRANSFORMS
-    res = TRANSFORMS.build(dict(type='TALVideoInit')).transform(
-        dict(filename=path))
-    fps = res.get('avg_fps')
-    if not fps or res['total_frames'] <= 0:
-        raise IOError(f'cannot decode video {path} (no frames or no fps)')
-    return res['total_frames'] / float(fps), float(fps)
+def _type_name(step) -> str:
+    kind = step.get('type') if isinstance(step, dict) else type(step)
+    return kind if isinstance(kind, str) else getattr(kind, '__name__', '')
 
 
-def localize_video(model, video_path: str,
-                   score_thr: float = 0.0,
-                   window_duration: Optional[float] = None,
-                   window_overlap: Optional[float] = None,
-                   nms: Optional[dict] = None,
-                   max_per_video: Optional[int] = None,
-                   progress: bool = True) -> dict:
-    """Localize actions in ``video_path``.
+def _split_pipeline(steps: Sequence,
+                    backends: Optional[Sequence[str]] = None):
+    """The test pipeline ``steps`` cut after its ``TALVideoInit``.
 
-    Returns ``{'video_id', 'duration', 'fps', 'results': [{'segment': [s, e],
-    'score': x, 'label': name}, ...]}`` (seconds, best first), the per-video
-    entry of an ActivityNet results file.
+    Args:
+        steps (Sequence[dict | Callable]): The test pipeline (configs or
+            transforms).
+        backends (Sequence[str], optional): Decoding backends given to its
+            ``TALVideoInit``. Defaults to None (the config's).
+
+    Returns:
+        tuple[Compose, Compose]: The head, which opens the video (metadata
+        only; empty if the pipeline has no ``TALVideoInit``), and the tail,
+        which decodes and transforms one window.
     """
     from mmaction.registry import TRANSFORMS
-    from re2tal_mm.evaluation import TALMetric
-    if not osp.isfile(video_path):
-        raise FileNotFoundError(f'video not found: {video_path}')
-    cfg = model.cfg
-    ds_cfg = cfg.test_dataloader.dataset
-    duration, fps = _probe(video_path)
-    win = window_duration if window_duration is not None else \
-        ds_cfg.get('window_duration')
-    overlap = window_overlap if window_overlap is not None else \
-        ds_cfg.get('window_overlap', 0.25)
-    video_id = osp.splitext(osp.basename(video_path))[0]
-    entry = dict(video_id=video_id, filename=video_path, duration=duration,
-                 fps=fps, gt_segments=np.zeros((0, 2), np.float32),
-                 gt_labels=np.zeros((0, ), np.int64), test_mode=True,
-                 ignored_segments=np.zeros((0, 2), np.float32))
-    # the windows TALDataset makes in test mode
-    if win:
-        entries = [dict(entry, window_offset=float(off),
-                        window_duration=float(win))
-                   for off in sliding_window_offsets(duration, win, overlap)]
-    else:
-        entries = [entry]
-    pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t
-                        for t in ds_cfg.pipeline])
+    from re2tal_mm.datasets.transforms import TALVideoInit
+    steps = list(steps)
+    at = next((i for i, s in enumerate(steps)
+               if _type_name(s) == 'TALVideoInit'), None)
+    if backends is not None:
+        if at is None:
+            raise ValueError('backends given, but the test pipeline has no '
+                             'TALVideoInit to give them to')
+        steps[at] = dict(steps[at], backends=tuple(backends)) \
+            if isinstance(steps[at], dict) else TALVideoInit(
+                backends=backends, num_threads=steps[at].num_threads,
+                io_backend=steps[at].io_backend)
+    built = [TRANSFORMS.build(copy.deepcopy(s)) if isinstance(s, dict) else s
+             for s in steps]
+    cut = 0 if at is None else at + 1
+    return Compose(built[:cut]), Compose(built[cut:])
 
+
+def _probe(path: str, head=None) -> dict:
+    """Open ``path`` for its metadata (no frame is decoded).
+
+    Args:
+        path (str): Video file.
+        head (Callable, optional): The transforms that open it. Defaults to
+            None (a default ``TALVideoInit``).
+
+    Returns:
+        dict: The results of ``head``: ``video_reader``, ``total_frames``,
+        ``avg_fps``, ``decode_backend`` ...; an ``IOError`` naming ``path``
+        if it has no frames or no frame rate.
+    """
+    if head is None:
+        from mmaction.registry import TRANSFORMS
+        head = TRANSFORMS.build(dict(type='TALVideoInit'))
+    res = head(dict(filename=path))
+    if not res.get('avg_fps') or res.get('total_frames', 0) <= 0:
+        raise IOError(f'cannot decode video {path} (no frames or no fps)')
+    return res
+
+
+def _window_entries(entry: dict, window_duration: Optional[float],
+                    overlap: float) -> list:
+    """The samples :class:`TALDataset` makes of ``entry`` in test mode."""
+    if not window_duration:
+        return [entry]
+    return [dict(entry, window_offset=float(off),
+                 window_duration=float(window_duration))
+            for off in sliding_window_offsets(entry['duration'],
+                                              window_duration, overlap)]
+
+
+def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
+    """A :class:`TALMetric` merging windows as the config's evaluator."""
+    from re2tal_mm.evaluation import TALMetric
     evaluator = cfg.get('test_evaluator', {})
     if isinstance(evaluator, (list, tuple)):
         evaluator = evaluator[0] if evaluator else {}
@@ -119,23 +173,13 @@ def localize_video(model, video_path: str,
             metric_kwargs[key] = val
         elif key in evaluator:
             metric_kwargs[key] = evaluator[key]
-    metric = TALMetric(**metric_kwargs)
+    return TALMetric(**metric_kwargs)
 
-    bar = None
-    if progress:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(entries))
-    with torch.no_grad():
-        for e in entries:
-            data = pipeline(copy.deepcopy(e))
-            samples = model.test_step(pseudo_collate([data]))
-            metric.process(None, samples)
-            if bar is not None:
-                bar.update()
-    merged = metric.merge_predictions(metric.results,
-                                      model.dataset_meta['classes'])
+
+def _kept_detections(merged: Sequence[dict], duration: float,
+                     score_thr: float) -> list:
     dets = []
-    for d in merged.get(video_id, []):
+    for d in merged:
         if d['score'] < score_thr:
             continue
         s, t = d['segment']
@@ -143,7 +187,90 @@ def localize_video(model, video_path: str,
         if t > s:
             dets.append(dict(segment=[s, t], score=d['score'],
                              label=d['label']))
-    return dict(video_id=video_id, duration=duration, fps=fps, results=dets)
+    return dets
+
+
+def localize_video(model, video_path: str,
+                   score_thr: float = 0.0,
+                   window_duration: Optional[float] = None,
+                   window_overlap: Optional[float] = None,
+                   nms: Optional[dict] = None,
+                   max_per_video: Optional[int] = None,
+                   progress: bool = True,
+                   backends: Optional[Sequence[str]] = None) -> dict:
+    """Localize actions in ``video_path``, one sliding window at a time.
+
+    The video is opened once for its metadata (duration and frame rate from
+    the container, no frame decoded); each window of the test dataset's
+    sliding-window layout then goes through the rest of the config's test
+    pipeline, which decodes only that window's frames, so memory does not
+    grow with the video's length. Windows are merged by
+    :meth:`TALMetric.merge_predictions`, as in ``mim test``.
+
+    Args:
+        model (nn.Module): A model from :func:`init_localizer`.
+        video_path (str): Video file.
+        score_thr (float): Keep detections scoring at least this.
+            Defaults to 0.0.
+        window_duration (float, optional): Window length (s). Defaults to
+            None (the test dataset's ``window_duration``).
+        window_overlap (float, optional): Overlap ratio of windows.
+            Defaults to None (the test dataset's, else 0.25).
+        nms (dict, optional): NMS of the merge. Defaults to None (the test
+            evaluator's).
+        max_per_video (int, optional): Detections kept per video. Defaults
+            to None (the test evaluator's).
+        progress (bool): Show a progress bar over windows (stderr).
+            Defaults to True.
+        backends (Sequence[str], optional): Decoding backends of the
+            pipeline's ``TALVideoInit``, e.g. ``('pyav', )``. Defaults to
+            None (the config's).
+
+    Returns:
+        dict: ``{'video_id', 'duration', 'fps', 'results': [{'segment':
+        [s, e], 'score': x, 'label': name}, ...]}`` (seconds, best first),
+        the per-video entry of an ActivityNet results file.
+    """
+    from tqdm import tqdm
+    if not osp.isfile(video_path):
+        raise FileNotFoundError(f'video not found: {video_path}')
+    cfg = model.cfg
+    ds_cfg = cfg.test_dataloader.dataset
+    head, tail = _split_pipeline(ds_cfg.pipeline, backends)
+    video_id = osp.splitext(osp.basename(video_path))[0]
+    entry = dict(video_id=video_id, filename=video_path,
+                 gt_segments=np.zeros((0, 2), np.float32),
+                 gt_labels=np.zeros((0, ), np.int64), test_mode=True,
+                 ignored_segments=np.zeros((0, 2), np.float32))
+    opened = _probe(video_path, head if head.transforms else None)
+    fps = float(opened['avg_fps'])
+    entry.update(duration=opened['total_frames'] / fps, fps=fps)
+    # what the head added (the reader and its metadata) joins every window
+    video = {k: v for k, v in opened.items()
+             if head.transforms and (k not in entry or v is not entry[k])}
+    del opened
+    overlap = window_overlap if window_overlap is not None else \
+        ds_cfg.get('window_overlap', 0.25)
+    entries = _window_entries(
+        entry, window_duration if window_duration is not None else
+        ds_cfg.get('window_duration'), overlap)
+    metric = _build_metric(cfg, nms, max_per_video)
+    try:
+        with torch.no_grad():
+            for e in tqdm(entries, desc=video_id, unit='window',
+                          disable=not progress):
+                data = tail(dict(copy.deepcopy(e), **video))
+                metric.process(None, model.test_step(pseudo_collate([data])))
+                del data
+    finally:
+        reader = video.pop('video_reader', None)
+        if hasattr(reader, 'close'):
+            reader.close()
+    merged = metric.merge_predictions(metric.results,
+                                      model.dataset_meta['classes'])
+    return dict(video_id=video_id, duration=entry['duration'], fps=fps,
+                results=_kept_detections(merged.get(video_id, []),
+                                         entry['duration'], score_thr))
 
 
 def plot_timeline(result: dict, out_file: str,

@@ -4,50 +4,268 @@ A video pipeline reads ``TALVideoInit -> TALWindowSample -> TALVideoDecode ->
 (MMAction2 Resize / CenterCrop / Flip ...) -> FormatShape -> PackTALInputs``;
 a feature pipeline ``LoadTALFeature -> TALWindowSample -> PackTALInputs``.
 """
+import logging
+from fractions import Fraction
+from typing import List, Optional, Sequence
+
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 
-from mmaction.datasets.transforms import DecordDecode, DecordInit
+from mmaction.datasets.transforms import DecordInit
 from mmaction.registry import TRANSFORMS
 from mmaction.structures import ActionDataSample
 
 
-@TRANSFORMS.register_module()
-class TALVideoInit(BaseTransform):
-    """Open a video with decord (MMAction2's ``DecordInit``), PyAV fallback.
+# Frames that the end of a stream may fall short of the count derived from
+# its container's duration (the last frame's duration is often rounded).
+_END_SLACK = 2
 
-    Sets ``video_reader``, ``total_frames``, ``avg_fps`` and
-    ``decode_backend``.
-    A file neither can open is an error naming it.
+
+class PyAVVideoReader:
+    """A lazy PyAV video reader: metadata at open, frames on request.
+
+    Opening reads the container's header only. The frame count is the
+    stream's ``frames`` field, else its duration times its average frame
+    rate; a container that reports neither is counted by demuxing its packets
+    (no decoding), with a warning naming the file. :meth:`get_batch` seeks to
+    the keyframe before the first requested frame and decodes forward to the
+    last one, converting only the requested frames to RGB, so a call holds
+    the frames it returns and nothing more.
+
+    Frame ``i`` is the frame shown at ``i / fps`` s after the stream's start:
+    its presentation timestamp times the average frame rate, rounded (for a
+    constant frame rate, the ``i``-th frame as decord counts them). A frame
+    without a timestamp follows the previous one.
+
+    Args:
+        filename (str): Video file.
+        num_threads (int): Decoding threads (0: FFmpeg's choice).
+            Defaults to 1.
     """
 
-    def __init__(self, backends=('decord', 'pyav')):
-        self.backends = tuple(backends)
-        self._decord = DecordInit()
+    def __init__(self, filename: str, num_threads: int = 1) -> None:
+        self.filename = filename
+        self.num_threads = num_threads
+        self.frames_decoded = 0  # all frames decoded so far, kept or not
+        self._container = None
+        stream = self._stream()
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            self.close()
+            raise ValueError('the container reports no frame rate')
+        self.rate = Fraction(rate)
+        self.time_base = Fraction(stream.time_base)
+        self.start_pts = stream.start_time or 0
+        self.total_frames = self._frame_count(stream)
 
-    def transform(self, results):
+    def __len__(self) -> int:
+        return self.total_frames
+
+    def get_avg_fps(self) -> float:
+        """The stream's average frame rate (frames per second)."""
+        return float(self.rate)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_container'] = None  # reopened on demand
+        return state
+
+    def __del__(self):
+        self.close()
+
+    def close(self) -> None:
+        """Close the container (a later call reopens it)."""
+        container, self._container = getattr(self, '_container', None), None
+        if container is not None:
+            container.close()
+
+    def _stream(self):
+        if self._container is None:
+            import av
+            self._container = av.open(self.filename)
+            if not self._container.streams.video:
+                self.close()
+                raise ValueError('no video stream')
+            stream = self._container.streams.video[0]
+            stream.codec_context.thread_count = self.num_threads
+        return self._container.streams.video[0]
+
+    def _duration(self, stream) -> Optional[float]:
+        if stream.duration:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration:
+            return self._container.duration / 1e6  # in av.time_base
+        return None
+
+    def _frame_count(self, stream) -> int:
+        if stream.frames > 0:
+            return int(stream.frames)
+        duration = self._duration(stream)
+        if duration:
+            return int(round(duration * self.rate))
+        print_log(f'{self.filename}: the container reports neither a '
+                  'duration nor a frame count; counting its frames '
+                  '(demuxing the whole file, no decoding)',
+                  logger='current', level=logging.WARNING)
+        count = sum(1 for p in self._container.demux(stream) if p.size)
+        self.close()  # reopened at the start for decoding
+        return count
+
+    def get_batch(self, frame_inds: Sequence[int]) -> List[np.ndarray]:
+        """Decode frames ``frame_inds`` (any order, repeats allowed).
+
+        Args:
+            frame_inds (Sequence[int]): Frame indices.
+
+        Returns:
+            list[np.ndarray]: ``H x W x 3`` uint8 RGB frames, in the order of
+            ``frame_inds`` (a repeated index gets its own copy).
+        """
+        inds = [int(i) for i in np.asarray(frame_inds).reshape(-1)]
+        if not inds:
+            return []
+        if min(inds) < 0 or max(inds) >= self.total_frames:
+            raise IndexError(f'{self.filename}: frame indices must be in '
+                             f'[0, {self.total_frames}), got '
+                             f'{min(inds)}..{max(inds)}')
+        found, out, seen = self._decode(sorted(set(inds))), [], set()
+        for i in inds:
+            out.append(found[i].copy() if i in seen else found[i])
+            seen.add(i)
+        return out
+
+    def _decode(self, wanted: List[int]) -> dict:
+        """``{index: RGB frame}`` of the sorted unique indices ``wanted``."""
+        margin = Fraction(0)  # s before the first wanted frame
+        while True:
+            start = (wanted[0] - Fraction(1, 2)) / self.rate - margin
+            found = self._scan(wanted, start if start > 0 else None)
+            if found is not None:
+                return found
+            margin = max(Fraction(1), 4 * margin)  # the seek went too far
+
+    def _seek(self, start: Optional[Fraction]):
+        """Seek to the keyframe at or before ``start`` s (None: reopen)."""
+        if start is None:
+            self.close()
+            return self._stream()
+        stream = self._stream()
+        self._container.seek(self.start_pts + int(start / self.time_base),
+                             stream=stream, backward=True)
+        return stream
+
+    def _index(self, frame, prev: Optional[int]) -> Optional[int]:
+        if frame.pts is None:
+            return None if prev is None else prev + 1
+        return int(round((frame.pts - self.start_pts) * self.time_base *
+                         self.rate))
+
+    def _scan(self, wanted: List[int],
+              start: Optional[Fraction]) -> Optional[dict]:
+        """Decode ``wanted`` from a seek to ``start`` s (None: the start).
+
+        None if the seek landed after ``wanted[0]``.
+        """
+        import av
+        stream = self._seek(start)
+        found, pos, prev, shown = {}, 0, -1 if start is None else None, None
+        try:
+            for frame in self._container.decode(stream):
+                self.frames_decoded += 1
+                idx = self._index(frame, prev)
+                if shown is None and (idx is None or idx > wanted[0]):
+                    if start is not None:
+                        return None  # landed too late (or no timestamps)
+                    shown = frame
+                # a wanted index that no frame has is shown by the last one
+                while pos < len(wanted) and wanted[pos] < idx:
+                    found[wanted[pos]] = shown.to_ndarray(format='rgb24')
+                    pos += 1
+                if pos < len(wanted) and wanted[pos] == idx:
+                    found[idx] = frame.to_ndarray(format='rgb24')
+                    pos += 1
+                prev, shown = idx, frame
+                if pos == len(wanted):
+                    return found
+        except av.FFmpegError as err:
+            where = 'the seek point' if prev is None or prev < 0 else \
+                f'frame {prev}'
+            raise IOError(
+                f'cannot decode frame {wanted[pos]} of {self.filename}: '
+                f'decoding failed after {where} (truncated or corrupt '
+                f'file?): {err}') from err
+        if shown is None:  # nothing after the seek: seek earlier
+            if start is not None:
+                return None
+            raise IOError(f'{self.filename}: no frame could be decoded')
+        if self.total_frames - 1 - prev <= _END_SLACK:
+            for i in wanted[pos:]:  # a duration rounded up at the end
+                found[i] = shown.to_ndarray(format='rgb24')
+            return found
+        raise IOError(f'{self.filename} ends at frame {prev} but its '
+                      f'container reports {self.total_frames} frames; '
+                      f'frame {wanted[pos]} requested (truncated file?)')
+
+
+@TRANSFORMS.register_module()
+class TALVideoInit(BaseTransform):
+    """Open a video lazily with decord, PyAV as fallback.
+
+    Reads the container's metadata only, no frame: sets ``video_reader`` (a
+    decord ``VideoReader`` or a :class:`PyAVVideoReader`, both decoding
+    frames only when :class:`TALVideoDecode` asks for them),
+    ``total_frames``, ``avg_fps`` and ``decode_backend``. A file that no
+    backend can open is an ``IOError`` naming it.
+
+    Args:
+        backends (Sequence[str]): Backends tried in order, among
+            ``'decord'`` and ``'pyav'``. Defaults to ``('decord', 'pyav')``.
+        num_threads (int): Decoding threads. Defaults to 1.
+        io_backend (str): File backend of decord: ``'disk'`` opens the file
+            by its path; any other reads the whole file into memory through
+            MMAction2's ``DecordInit`` (PyAV reads local files only).
+            Defaults to ``'disk'``.
+        **kwargs: File client arguments of ``DecordInit``.
+    """
+
+    BACKENDS = ('decord', 'pyav')
+
+    def __init__(self, backends: Sequence[str] = BACKENDS,
+                 num_threads: int = 1, io_backend: str = 'disk',
+                 **kwargs) -> None:
+        self.backends = tuple(backends)
+        unknown = set(self.backends) - set(self.BACKENDS)
+        if unknown or not self.backends:
+            raise ValueError(f'backends must be among {self.BACKENDS}, got '
+                             f'{self.backends}')
+        self.num_threads = num_threads
+        self.io_backend = io_backend
+        self._decord = DecordInit(io_backend=io_backend,
+                                  num_threads=num_threads, **kwargs)
+
+    def _open(self, backend: str, filename: str):
+        if backend == 'pyav':
+            return PyAVVideoReader(filename, self.num_threads)
+        if self.io_backend != 'disk':
+            return self._decord._get_video_reader(filename)
+        import decord
+        return decord.VideoReader(filename, num_threads=self.num_threads)
+
+    def transform(self, results: dict) -> dict:
+        """Add the reader and the metadata of ``results['filename']``."""
         errors = []
         for backend in self.backends:
             try:
-                if backend == 'decord':
-                    results = self._decord.transform(results)
-                    if results['total_frames'] <= 0:
-                        raise ValueError('no frames')
-                else:
-                    import av
-                    container = av.open(results['filename'])
-                    frames = [f.to_rgb().to_ndarray()
-                              for f in container.decode(video=0)]
-                    rate = container.streams.video[0].average_rate
-                    container.close()
-                    if not frames:
-                        raise ValueError('no frames')
-                    results['video_reader'] = frames
-                    results['total_frames'] = len(frames)
-                    results['avg_fps'] = float(rate) if rate else None
-                results['decode_backend'] = backend
+                reader = self._open(backend, results['filename'])
+                if len(reader) <= 0:
+                    raise ValueError('no frames')
+                results.update(video_reader=reader,
+                               total_frames=len(reader),
+                               avg_fps=float(reader.get_avg_fps()),
+                               decode_backend=backend)
                 return results
             except Exception as err:  # noqa: BLE001 - reported below
                 errors.append(f'{backend}: {err}')
@@ -57,16 +275,50 @@ class TALVideoInit(BaseTransform):
 
 @TRANSFORMS.register_module()
 class TALVideoDecode(BaseTransform):
-    """Decode ``frame_inds`` with the backend that opened the video."""
+    """Decode ``frame_inds`` with the reader of :class:`TALVideoInit`.
 
-    def __init__(self):
-        self._decord = DecordDecode()
+    Only the requested frames are decoded (and held); the reader is dropped
+    from ``results`` (set to None) as MMAction2's ``DecordDecode`` does. A
+    frame that cannot be decoded is an ``IOError`` naming the file.
 
-    def transform(self, results):
-        if results.get('decode_backend', 'decord') == 'decord':
-            return self._decord.transform(results)
-        frames = results.pop('video_reader')
-        imgs = [frames[i] for i in results['frame_inds']]
+    Args:
+        chunk_size (int): decord only: frames asked of decord per call, each
+            chunk copied into the window's array as it comes, so decord's
+            batch and its numpy copy do not both hold the whole window (the
+            frames are the same). 0: the whole window in one call, as
+            MMAction2's ``DecordDecode``. Defaults to 16.
+    """
+
+    def __init__(self, chunk_size: int = 16) -> None:
+        self.chunk_size = chunk_size
+
+    def _decord_frames(self, reader, inds: np.ndarray) -> List[np.ndarray]:
+        step = self.chunk_size or len(inds)
+        out = None
+        for k in range(0, len(inds), step):
+            part = reader.get_batch(inds[k:k + step]).asnumpy()
+            if out is None:
+                out = np.empty((len(inds), ) + part.shape[1:], part.dtype)
+            out[k:k + len(part)] = part
+            del part
+        return list(out)
+
+    def transform(self, results: dict) -> dict:
+        """Set ``imgs``, ``original_shape`` and ``img_shape``."""
+        inds = np.asarray(results['frame_inds']).reshape(-1)
+        if np.ndim(results['frame_inds']) != 1:
+            results['frame_inds'] = inds
+        reader = results['video_reader']
+        try:
+            if results.get('decode_backend', 'decord') == 'decord':
+                imgs = self._decord_frames(reader, inds)
+            else:
+                imgs = reader.get_batch(inds)
+        except OSError:
+            raise
+        except Exception as err:  # noqa: BLE001 - decord's errors vary
+            raise IOError(f'cannot decode frames {inds.min()}..{inds.max()} '
+                          f'of {results.get("filename")}: {err}') from err
         results['video_reader'] = None
         results['imgs'] = imgs
         results['original_shape'] = results['img_shape'] = imgs[0].shape[:2]

@@ -96,9 +96,9 @@ def segment_nms(segments: torch.Tensor,
         raise ValueError(f"method must be 'soft' or 'hard', got {method!r}")
     scores = scores.clone().float()
     alive = scores >= min_score
-    iou = pairwise_tiou(segments.float(), segments.float())
-    if not class_agnostic:
-        iou = iou * (labels[:, None] == labels[None, :])
+    # one tIoU row per pick, never the N x N matrix: a long video merges
+    # thousands of window detections (a 2 h video would need ~100 GB)
+    segs = segments.float()
     keep, kept_scores = [], []
     while len(keep) < max_num and bool(alive.any()):
         masked = torch.where(alive, scores, torch.full_like(scores, -1.0))
@@ -106,10 +106,13 @@ def segment_nms(segments: torch.Tensor,
         keep.append(i)
         kept_scores.append(scores[i].clone())
         alive[i] = False
+        row = pairwise_tiou(segs[i:i + 1], segs)[0]
+        if not class_agnostic:
+            row = row * (labels == labels[i])
         if method == 'hard':
-            alive &= iou[i] < iou_threshold
+            alive &= row < iou_threshold
         else:
-            scores = scores * torch.exp(-iou[i]**2 / sigma)
+            scores = scores * torch.exp(-row**2 / sigma)
             alive &= scores >= min_score
     index = torch.as_tensor(keep, dtype=torch.long, device=segments.device)
     kept = torch.stack(kept_scores) if kept_scores else scores.new_zeros(0)
