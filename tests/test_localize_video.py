@@ -231,3 +231,18 @@ def test_equals_the_sliding_window_test_of_a_dataset(model, long_video,
             assert g['label'] == label
             assert g['segment'] == pytest.approx([s, e], abs=1e-5)
             assert g['score'] == pytest.approx(score, abs=1e-5)
+
+
+def test_timeline_lanes_separate_overlapping_detections(tmp_path):
+    from re2tal_mm.apis.inference import plot_timeline, timeline_lanes
+    segs = [[5, 20], [8, 18], [10, 25], [30, 40], [19, 31], [20, 22]]
+    lanes = timeline_lanes(segs)
+    assert lanes == [0, 1, 2, 0, 1, 0]  # three overlap at t = 11: 3 lanes
+    for i, (a, b) in enumerate(segs):
+        for j, (c, d) in enumerate(segs[:i]):
+            if lanes[i] == lanes[j]:
+                assert b <= c or d <= a, (i, j)
+    result = dict(video_id='v', duration=60, results=[
+        dict(segment=s, score=0.5, label='x') for s in segs])
+    out = plot_timeline(result, str(tmp_path / 't.png'), ['x'])
+    assert osp.getsize(out) > 0
