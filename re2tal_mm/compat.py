@@ -211,6 +211,51 @@ def patch_cpu_dist_init():
     return True
 
 
+# ---------------------------------------------------------------------------
+# Defect 5: without `model_wrapper_cfg`, mmengine 0.10.7's Runner wraps a
+# distributed model in `MMDistributedDataParallel(device_ids=[LOCAL_RANK])`
+# whatever the device, and torch's DDP refuses device_ids for a CPU module
+# (`torchrun ... --launcher pytorch` on a CPU machine, gloo): `ValueError:
+# DistributedDataParallel device_ids and output_device arguments only work
+# with single-device/multiple-device GPU modules or CPU modules, but got
+# device_ids [0], ...`, which names no setting. That one error, for a module
+# on the CPU, is re-raised with what to set; nothing else changes (any other
+# error, or a GPU module, goes through as it is).
+# ---------------------------------------------------------------------------
+CPU_DEVICE_IDS_HINT = (
+    're2tal_mm: the model is on the CPU, but MMEngine\'s Runner passes '
+    'device_ids={ids} to every DDP wrapper ({wrapper} here). Set '
+    "model_wrapper_cfg=dict(type='ReversibleDistributedDataParallel'), "
+    'which drops device_ids for a CPU model (add rewire_mode=None when the '
+    'model is rewired at construction or must stay plain), e.g. '
+    '--cfg-options model_wrapper_cfg.type=ReversibleDistributedDataParallel'
+    '; the re2tal configs set it.')
+
+
+def patch_cpu_ddp_device_ids_message():
+    from mmengine.model import MMDistributedDataParallel
+    original = MMDistributedDataParallel.__init__
+    if getattr(original, 'patched_by_re2tal', False):
+        return False
+
+    def __init__(self, module, *args, **kwargs):
+        try:
+            original(self, module, *args, **kwargs)
+        except ValueError as err:
+            ids = kwargs.get('device_ids')
+            on_cpu = all(p.device.type == 'cpu'
+                         for p in module.parameters())
+            if not (ids and on_cpu and 'device_ids' in str(err)):
+                raise
+            raise ValueError(f'{err}\n' + CPU_DEVICE_IDS_HINT.format(
+                ids=ids, wrapper=type(self).__name__)) from err
+
+    __init__.patched_by_re2tal = True
+    __init__.__wrapped__ = original
+    MMDistributedDataParallel.__init__ = __init__
+    return True
+
+
 def apply():
     """Check the stack and apply every patch, once."""
     global _applied
@@ -221,4 +266,5 @@ def apply():
     patch_missing_drn()
     allow_mmengine_checkpoint_globals()
     patch_cpu_dist_init()
+    patch_cpu_ddp_device_ids_message()
     _applied = True

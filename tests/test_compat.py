@@ -212,3 +212,45 @@ def test_importlib_metadata_is_declared_for_mmaction():
     assert 'importlib_metadata' in ours or 'importlib-metadata' in ours
     if 'importlib' not in mmaction_requires:  # the defect is present
         import mmaction.utils.dependency  # noqa: F401  (needs it)
+
+
+def test_cpu_ddp_device_ids_error_says_what_to_set():
+    """MMEngine's Runner passes device_ids=[LOCAL_RANK] to its default
+    MMDistributedDataParallel; for a CPU model torch's DDP refuses them with
+    a message that names no setting. The patch adds what to set (one gloo
+    process: the same error as under torchrun)."""
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+
+    from re2tal_mm.engine import ReversibleDistributedDataParallel
+    from .conftest import free_port
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    dist.init_process_group('gloo', rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError) as info:
+            MMDistributedDataParallel(module=nn.Linear(2, 2), device_ids=[0],
+                                      broadcast_buffers=False)
+        text = str(info.value)
+        assert 'got device_ids [0]' in text  # torch's own message, kept
+        assert ("model_wrapper_cfg=dict(type='ReversibleDistributedData"
+                "Parallel')") in text
+        assert 'rewire_mode=None' in text
+        # without the patch: torch's message alone, naming no setting
+        original = MMDistributedDataParallel.__init__.__wrapped__
+        with pytest.raises(ValueError) as bare:
+            original(object.__new__(MMDistributedDataParallel),
+                     nn.Linear(2, 2), device_ids=[0])
+        assert 'got device_ids [0]' in str(bare.value)
+        assert 'model_wrapper_cfg' not in str(bare.value)
+        # the wrapper it names wraps the CPU model with the same arguments
+        model = ReversibleDistributedDataParallel(
+            module=nn.Linear(2, 2), rewire_mode=None, device_ids=[0],
+            broadcast_buffers=False)
+        assert model.device_ids is None
+        # any other error goes through unchanged
+        with pytest.raises(RuntimeError) as other:
+            MMDistributedDataParallel(
+                module=nn.Linear(2, 2).requires_grad_(False))
+        assert 'model_wrapper_cfg' not in str(other.value)
+    finally:
+        dist.destroy_process_group()

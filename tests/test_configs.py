@@ -8,6 +8,10 @@ hooks (reversible rewiring, EMA), optimizer constructor and pipelines. Its
 dataset is built on a tiny synthetic copy of the data (2 short videos with the
 config's number of classes, in the converters' ActivityNet-style layout) and
 an MMEngine ``Runner`` runs one training iteration.
+
+Feature-mode configs (``*-feature_*.py``: no backbone, ``.npy`` features) get
+their own path: the same runner iteration on 2 fake feature files of the
+config's channel count, the model unchanged.
 """
 import glob
 import json
@@ -22,6 +26,8 @@ from mmengine.hooks import Hook
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 're2tal', '*.py')))
+FEATURE_CONFIGS = [p for p in CONFIGS if '-feature_' in osp.basename(p)]
+VIDEO_CONFIGS = [p for p in CONFIGS if p not in FEATURE_CONFIGS]
 NUM_FRAMES = 16
 CROP = 32
 FPS = 5
@@ -179,8 +185,8 @@ class _StepCheck(Hook):
                         if not torch.equal(p, params[n].detach())]
 
 
-@pytest.mark.parametrize('config', CONFIGS,
-                         ids=[osp.basename(p)[:-3] for p in CONFIGS])
+@pytest.mark.parametrize('config', VIDEO_CONFIGS,
+                         ids=[osp.basename(p)[:-3] for p in VIDEO_CONFIGS])
 def test_config_trains_one_iteration(config, fake_data, tmp_path):
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
@@ -199,6 +205,16 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
     assert 'RewiringMetaHook' in hooks
     assert cfg.model.rewire == dict(mode='reversible')
     assert cfg.model.type == 'TemporalActionLocalizer'
+    # one key moves the data (tests/test_data_root.py); distributed with the
+    # wrapper that works on CPU too, without rewiring again
+    assert cfg.runner_type == 'DataRootRunner'
+    assert cfg.model_wrapper_cfg == dict(
+        type='ReversibleDistributedDataParallel', rewire_mode=None)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg[key].dataset
+        assert 'data_root' not in ds and not osp.isabs(ds.ann_file), key
+    for key in ('val_evaluator', 'test_evaluator'):
+        assert cfg[key].get('ann_file') is None, key
     num_classes = cfg.model.head.num_classes
     if 'synthetic' not in config:
         assert 'EMAHook' in hooks
@@ -245,3 +261,80 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
             cls = torch.tensor(json.load(f)['results'][
                 pred.metainfo['video_id']])
         assert set(inst.labels.tolist()) <= set(cls.topk(2)[1].tolist())
+
+
+def fake_features(out_dir, num_classes, channels, fps, stride, steps=40):
+    """2 feature files ``<id>.npy`` (steps x channels) with one action each,
+    and their ActivityNet-style annotation file."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    classes = [f'class_{k}' for k in range(num_classes)]
+    database = {}
+    for v in range(2):
+        np.save(osp.join(out_dir, f'feat{v}.npy'),
+                rng.normal(size=(steps + 3 * v, channels)).astype('float32'))
+        duration = (steps + 3 * v) * stride / fps
+        database[f'feat{v}'] = dict(
+            subset='validation', duration=duration, fps=fps,
+            annotations=[dict(segment=[0.2 * duration, 0.6 * duration],
+                              label=classes[v % num_classes])])
+    ann = osp.join(out_dir, 'gt.json')
+    with open(ann, 'w') as f:
+        json.dump(dict(classes=classes, database=database), f)
+    return ann
+
+
+@pytest.mark.parametrize('config', FEATURE_CONFIGS,
+                         ids=[osp.basename(p)[:-3] for p in FEATURE_CONFIGS])
+def test_feature_config_trains_one_iteration(config, tmp_path):
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from mmaction.registry import DATASETS
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    cfg = Config.fromfile(config)
+    assert cfg.custom_imports['imports'] == ['re2tal_mm']
+    assert cfg.model.type == 'TemporalActionLocalizer'
+    assert cfg.model.get('backbone') is None  # feature mode
+    for loader in ('train_dataloader', 'val_dataloader'):
+        assert cfg[loader].dataset.modality == 'Feature'
+    assert 'EMAHook' in [h['type'] for h in cfg.custom_hooks]
+    assert cfg.optim_wrapper.clip_grad is not None
+    (load, ) = [t for t in cfg.train_pipeline
+                if t['type'] == 'LoadTALFeature']
+    fps, stride = 30.0, load['feature_stride']
+    folder = tmp_path / 'features'
+    folder.mkdir()
+    ann = fake_features(str(folder), cfg.model.head.num_classes,
+                        cfg.model.neck.in_channels, fps, stride)
+    cfg = shrink(cfg, ann, None, str(tmp_path / 'work'))
+    window = NUM_FRAMES * stride / fps
+    cfg.train_dataloader.dataset['data_prefix'] = dict(feature=str(folder))
+    val_ds_cfg = Config.fromfile(config).val_dataloader.dataset
+    val_ds_cfg.update(ann_file=ann, data_prefix=dict(feature=str(folder)),
+                      subset=None, window_duration=window)
+    _shrink_pipeline(val_ds_cfg.pipeline)
+
+    check = _StepCheck()
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(check, priority='LOWEST')
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        val_ds = DATASETS.build(val_ds_cfg)
+        assert len(val_ds) > 2  # sliding windows over both videos
+        sample = val_ds[0]
+        assert sample['inputs'].shape == (cfg.model.neck.in_channels,
+                                          NUM_FRAMES)
+    model = runner.train()
+
+    assert math.isfinite(check.loss), check.loss
+    assert any(n.startswith('neck.') for n in check.changed)
+    assert any(n.startswith('head.') for n in check.changed)
+    model.eval()
+    with torch.no_grad():
+        (pred, ) = model.test_step(pseudo_collate([sample]))
+    inst = pred.pred_instances
+    assert inst.segments.shape[-1] == 2 and len(inst.segments) > 0
+    assert torch.isfinite(inst.scores).all()

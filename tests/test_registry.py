@@ -8,13 +8,14 @@ import re2tal_mm  # noqa: F401
 EXPECTED = {
     'MODELS': ['ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss',
                'TALPostProcessor', 'TALSigmoidFocalLoss',
-               'TemporalActionLocalizer'],
+               'TemporalActionLocalizer', 'TriDetHead', 'TriDetNeck'],
     'DATASETS': ['TALDataset'],
     'TRANSFORMS': ['LoadTALFeature', 'PackTALInputs', 'TALVideoDecode',
                    'TALVideoInit', 'TALWindowSample'],
     'METRICS': ['TALMetric'],
     'HOOKS': ['RewireBackboneHook', 'RewiringMetaHook'],
     'MODEL_WRAPPERS': ['ReversibleDistributedDataParallel'],
+    'RUNNERS': ['DataRootRunner'],
 }
 
 

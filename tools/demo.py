@@ -1,6 +1,7 @@
 """`make demo`: reversible end-to-end TAL on a synthetic video dataset.
 
-1. writes a small synthetic video dataset (``tools/data/make_synthetic_dataset.py``);
+1. writes a small synthetic video dataset
+   (``tools/data/make_synthetic_dataset.py``) into ``--data``;
 2. trains the demo config twice with ``mim train mmaction2``: the Swin backbone
    rewired to reversible (the config's ``model.rewire``) and, for comparison,
    the same model un-rewired (``model.rewire=None``);
@@ -40,7 +41,8 @@ def run(cmd, **kwargs):
     _, status, usage = os.wait4(proc.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        sys.exit(f'demo: command failed with exit code {code}: {" ".join(cmd)}')
+        sys.exit(f'demo: command failed with exit code {code}: '
+                 f'{" ".join(cmd)}')
     return usage.ru_maxrss / 1024  # kB on Linux
 
 
@@ -54,7 +56,8 @@ def is_current_dataset(ann_file):
 
 
 def latest_json(work_dir, pattern):
-    files = sorted(glob.glob(osp.join(work_dir, '*', pattern)), key=osp.getmtime)
+    files = sorted(glob.glob(osp.join(work_dir, '*', pattern)),
+                   key=osp.getmtime)
     if not files:
         sys.exit(f'demo: no {pattern} under {work_dir}')
     return files[-1]
@@ -62,22 +65,26 @@ def latest_json(work_dir, pattern):
 
 def seconds_per_iter(work_dir):
     times = []
-    with open(latest_json(work_dir, osp.join('vis_data', 'scalars.json'))) as f:
+    scalars = latest_json(work_dir, osp.join('vis_data', 'scalars.json'))
+    with open(scalars) as f:
         for line in f:
             record = json.loads(line)
             if 'time' in record and 'loss' in record:
                 times.append(record['time'])
-    return statistics.median(times[len(times) // 5:]) if times else float('nan')
+    return statistics.median(times[len(times) // 5:]) if times else \
+        float('nan')
 
 
 def test_metrics(work_dir):
     """The metrics `mim test` logged (LoggerHook dumps them as json)."""
     with open(latest_json(work_dir, '*.json')) as f:
         metrics = json.load(f)
+
     def pick(key):
         found = [v for k, v in metrics.items() if k.split('/')[-1] == key]
         if not found:
-            sys.exit(f'demo: no {key} among the test metrics {sorted(metrics)}')
+            sys.exit(f'demo: no {key} among the test metrics '
+                     f'{sorted(metrics)}')
         return found[0]
 
     return {'mAP@0.5': pick('mAP@0.50'), 'average_mAP': pick('average_mAP')}
@@ -98,22 +105,27 @@ def plot_validation_video(args, env):
          osp.join(args.data, 'videos', video_id + '.mp4'), CONFIG, checkpoint,
          '--out', osp.join(args.work_dir, 'timeline.json'),
          '--plot', osp.join(args.work_dir, 'timeline.png'),
-         '--gt', ann_file, '--score-thr', '0.1', '--max-segments', '8'], env=env)
+         '--gt', ann_file, '--score-thr', '0.1', '--max-segments', '8'],
+        env=env)
 
 
 def format_table(summary):
     rows = ['| model | mAP@0.5 | average mAP | peak memory (MiB) | s / iter |',
             '|---|---:|---:|---:|---:|']
     for name, r in summary.items():
-        rows.append(f"| {name} | {r['mAP@0.5']:.3f} | {r['average_mAP']:.3f} | "
+        rows.append(f"| {name} | {r['mAP@0.5']:.3f} | "
+                    f"{r['average_mAP']:.3f} | "
                     f"{r['peak_memory_mib']:.0f} | {r['sec_per_iter']:.3f} |")
     return '\n'.join(rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--data', default=osp.join(REPO, 'data', 'synthetic'))
-    parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
+    parser.add_argument('--data', default=osp.join(REPO, 'data', 'synthetic'),
+                        help='dataset folder (generated if missing); passed '
+                        'to mim train / mim test as data_root')
+    parser.add_argument('--work-dir',
+                        default=osp.join(REPO, 'work_dirs', 'demo'))
     parser.add_argument('--videos', type=int, default=96)
     parser.add_argument('--epochs', type=int, default=None,
                         help='override the config\'s number of epochs')
@@ -125,7 +137,9 @@ def main():
         run([sys.executable, osp.join(REPO, 'tools', 'data',
                                       'make_synthetic_dataset.py'),
              '--out', args.data, '--videos', str(args.videos)], env=env)
-    data_options = [f'data_root={args.data}']
+    # the one key that moves the config's data (its DataRootRunner gives it
+    # to every dataset; the metric reads the dataset's annotation file)
+    data_options = [f'data_root={osp.abspath(args.data)}']
     if args.epochs:
         data_options.append(f'train_cfg.max_epochs={args.epochs}')
     summary = {}

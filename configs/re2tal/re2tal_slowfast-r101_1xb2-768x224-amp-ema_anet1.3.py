@@ -1,6 +1,6 @@
-# Re2TAL paper recipe: ActivityNet-1.3, SlowFast-R101 8x8 (Kinetics-400 pretrained)
-# rewired to a reversible network; the recipe (data, detector, schedule,
-# runtime) is in _base_/re2tal_anet1.3_768x224.py.
+# Re2TAL paper recipe: ActivityNet-1.3, SlowFast-R101 8x8 (Kinetics-400
+# pretrained) rewired to a reversible network; the recipe (data, detector,
+# schedule, runtime) is in _base_/re2tal_anet1.3_768x224.py.
 _base_ = ['./_base_/re2tal_anet1.3_768x224.py']
 
 # Kinetics-400 SlowFast-R101 recognizer checkpoint (MMAction2 model zoo, e.g.

@@ -4,9 +4,17 @@
 # with model.rewire=None for comparison). Sized for a 2-core CPU.
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
+# gives the top-level `data_root` to every TALDataset after --cfg-options:
+# `--cfg-options data_root=DIR` moves all the data (paths below are relative
+# to it; TALMetric reads the ground truth of the dataset it evaluates)
+runner_type = 'DataRootRunner'
+# distributed (torchrun ... --launcher pytorch): no device_ids for a CPU
+# model; the model is rewired at construction, so the wrapper only wraps
+model_wrapper_cfg = dict(type='ReversibleDistributedDataParallel',
+                         rewire_mode=None)
 
 data_root = 'data/synthetic'
-ann_file = f'{data_root}/annotations.json'
+ann_file = 'annotations.json'  # <data_root>/annotations.json
 num_classes = 4
 classes = [f'class_{i}' for i in range(num_classes)]
 max_epochs = 40
@@ -59,7 +67,7 @@ test_pipeline = [
     dict(type='PackTALInputs'),
 ]
 dataset = dict(type='TALDataset', ann_file=ann_file, classes=classes,
-               data_prefix=dict(video=f'{data_root}/videos'))
+               data_prefix=dict(video='videos'))
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
@@ -71,7 +79,8 @@ val_dataloader = dict(
                  window_duration=num_steps / 5, window_overlap=0.5,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='TALMetric', ann_file=ann_file, subset='validation',
+# ground truth: the evaluated dataset's ann_file (follows data_root)
+val_evaluator = dict(type='TALMetric', subset='validation',
                      tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 test_evaluator = val_evaluator
 

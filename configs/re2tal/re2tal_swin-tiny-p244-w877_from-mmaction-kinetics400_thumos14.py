@@ -18,16 +18,23 @@
 # Train: mim train mmaction2 <this file> --work-dir work_dirs/swin_thumos
 _base_ = 'mmaction::recognition/swin/swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py'  # noqa: E501
 
-# 1. the plugin
+# 1. the plugin, its runner (gives the top-level `data_root` to every
+# TALDataset after --cfg-options: `--cfg-options data_root=DIR` moves all the
+# data) and the DDP wrapper (no device_ids for a CPU model; the model is
+# rewired at construction, so it only wraps)
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
+runner_type = 'DataRootRunner'
+model_wrapper_cfg = dict(type='ReversibleDistributedDataParallel',
+                         rewire_mode=None)
 
 # paths the user sets: ActivityNet-style JSON written by
-# tools/data/convert_thumos.py, videos as <video_id>.mp4, and the Kinetics-400
-# checkpoint trained with the base config (its backbone.* weights are loaded,
-# cls_head.* ignored)
+# tools/data/convert_thumos.py, videos as <video_id>.mp4 (both relative to
+# data_root), and the Kinetics-400 checkpoint trained with the base config
+# (MMAction2 model zoo; its backbone.* weights are loaded, cls_head.*
+# ignored)
 data_root = 'data/thumos14'
-ann_file = f'{data_root}/thumos14_gt.json'
-video_dir = f'{data_root}/videos'
+ann_file = 'thumos14_gt.json'
+video_dir = 'videos'
 load_from = None
 
 num_classes = 20
@@ -104,8 +111,9 @@ val_dataloader = dict(
                  test_mode=True, window_duration=window_duration,
                  window_overlap=0.5, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(_delete_=True, type='TALMetric', ann_file=ann_file,
-                     subset='test', tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
+# ground truth: the evaluated dataset's ann_file (follows data_root)
+val_evaluator = dict(_delete_=True, type='TALMetric', subset='test',
+                     tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 test_evaluator = val_evaluator
 
 # the detector's lr (the base's constructor keeps the backbone at 0.1x:

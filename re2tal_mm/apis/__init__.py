@@ -1,3 +1,8 @@
+from .features import (BackboneFeatures, build_feature_extractor,
+                       extract_video_features)
 from .inference import init_localizer, localize_video, plot_timeline
 
-__all__ = ['init_localizer', 'localize_video', 'plot_timeline']
+__all__ = [
+    'BackboneFeatures', 'build_feature_extractor', 'extract_video_features',
+    'init_localizer', 'localize_video', 'plot_timeline'
+]

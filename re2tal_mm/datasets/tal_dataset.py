@@ -1,9 +1,11 @@
 """TALDataset: temporal action localization from videos or features."""
 import math
 import os.path as osp
+from collections import Counter
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from mmengine.logging import MMLogger
 
 from mmaction.datasets import BaseActionDataset
@@ -27,6 +29,52 @@ def sliding_window_offsets(duration, window_duration, overlap=0.25):
     offsets = [i * step for i in range(n)]
     offsets.append(duration - window_duration)
     return offsets
+
+
+#: Videos named in a log message; the rest are counted.
+MAX_NAMED_VIDEOS = 5
+
+#: Errors of a loading transform that ``skip_undecodable`` skips.
+DECODE_ERRORS = (OSError, ValueError)
+
+_FIX_HINT = ('run tools/data/check_dataset.py on the config and pass its '
+             'skip_list.txt as the dataset\'s skip_list, or set '
+             'skip_undecodable=True on the dataset')
+
+
+def read_skip_list(skip_list: Union[str, Sequence[str]]) -> List[str]:
+    """Video ids of a skip list (as written by ``check_dataset.py``).
+
+    Args:
+        skip_list (str | Sequence[str]): A text file, one video id per line
+            (blank lines and ``#`` comments ignored), or the ids themselves.
+
+    Returns:
+        list[str]: The ids, in order.
+    """
+    if not isinstance(skip_list, str):
+        return [str(v) for v in skip_list]
+    if not osp.isfile(skip_list):
+        raise FileNotFoundError(
+            f'skip_list file not found: {skip_list} (tools/data/'
+            'check_dataset.py writes one: <out-dir>/skip_list.txt)')
+    with open(skip_list, encoding='utf-8') as f:
+        ids = [line.split('#', 1)[0].strip() for line in f]
+    return [v for v in ids if v]
+
+
+def _name_some(names: Sequence[str], limit: int = MAX_NAMED_VIDEOS) -> str:
+    names = list(names)
+    text = ', '.join(names[:limit])
+    return text + (f' and {len(names) - limit} more'
+                   if len(names) > limit else '')
+
+
+def is_loading_transform(transform) -> bool:
+    """Whether ``transform`` reads a file (``*Init``, ``*Decode``,
+    ``Load*``: ``TALVideoInit``, ``DecordDecode``, ``LoadTALFeature``...)."""
+    name = type(transform).__name__
+    return name.endswith(('Init', 'Decode')) or name.startswith('Load')
 
 
 @DATASETS.register_module()
@@ -53,6 +101,27 @@ class TALDataset(BaseActionDataset):
         window_overlap (float): Overlap ratio of test windows.
         skip_missing (bool): Skip (and log) videos whose file is missing
             instead of raising.
+        skip_list (str | Sequence[str] | None): Videos left out: a file of
+            video ids, one per line (the ``skip_list.txt`` of
+            ``tools/data/check_dataset.py``), or the ids. Their number and
+            first names are logged. In test mode their ground truth still
+            counts (as missed) in ``TALMetric``. Defaults to None.
+        skip_undecodable (bool): When a loading transform of the pipeline
+            (``*Init``, ``*Decode``, ``Load*``, see
+            :func:`is_loading_transform`) raises an ``OSError`` or
+            ``ValueError``, log the video and its error as a warning and
+            let MMEngine's ``BaseDataset.__getitem__`` fetch another sample
+            in its place (up to ``max_refetch`` tries). In test mode the
+            failed sample is logged as an error and replaced by a stand-in
+            with no predictions (another sample whose ``window_duration`` is
+            0, so the localizer clips all its segments away): the metric
+            counts the failed video, or window, as without predictions.
+            Each skip is a log line (through MMEngine's current logger,
+            also from dataloader workers) with the video and a running count
+            over all workers; :attr:`num_skipped` holds that count. There is
+            no per-epoch summary line: an epoch's skips are the lines
+            between its ``Epoch(train)`` lines. Defaults to False (the error
+            stops the run, with a note naming the video and these options).
         ignore_ambiguous (bool): Leave ``ambiguous`` segments out of samples.
         test_mode (bool): Test mode.
     """
@@ -68,6 +137,8 @@ class TALDataset(BaseActionDataset):
                  window_duration: Optional[float] = None,
                  window_overlap: float = 0.25,
                  skip_missing: bool = False,
+                 skip_list: Optional[Union[str, Sequence[str]]] = None,
+                 skip_undecodable: bool = False,
                  ignore_ambiguous: bool = False,
                  test_mode: bool = False,
                  **kwargs) -> None:
@@ -76,10 +147,20 @@ class TALDataset(BaseActionDataset):
         self.window_duration = window_duration
         self.window_overlap = window_overlap
         self.skip_missing = skip_missing
+        self.skip_list = skip_list
+        self.skip_ids = [] if skip_list is None else read_skip_list(skip_list)
+        self.skip_undecodable = skip_undecodable
         self.ignore_ambiguous = ignore_ambiguous
+        # skips per dataloader worker (slot 0: the main process), in shared
+        # memory so that the main process sees the workers' counts
+        self._skip_counts = torch.zeros(65, dtype=torch.int64).share_memory_()
+        self.skipped_videos = Counter()  # of this process only
         if classes is None:  # the file's own list, else its sorted labels
-            classes = load_json(ann_file).get('classes') or class_names_of(
-                load_activitynet_json(ann_file))
+            path = ann_file  # joined with data_root as MMEngine will
+            if kwargs.get('data_root') and not osp.isabs(path):
+                path = osp.join(kwargs['data_root'], path)
+            classes = load_json(path).get('classes') or class_names_of(
+                load_activitynet_json(path, clip=False))
         self.classes = list(classes)
         metainfo = dict(classes=tuple(self.classes))
         metainfo.update(kwargs.pop('metainfo', None) or {})
@@ -87,6 +168,10 @@ class TALDataset(BaseActionDataset):
                          modality=modality, test_mode=test_mode,
                          num_classes=len(self.classes), metainfo=metainfo,
                          **kwargs)
+        # for TALMetric without an ann_file: the ground truth of the data it
+        # evaluates (data_root applied). Not passed in metainfo above:
+        # MMEngine reads a string naming an existing file as a list file.
+        self._metainfo['ann_file'] = self.ann_file
 
     def _file_of(self, video_id):
         key = 'feature' if self.modality == 'Feature' else 'video'
@@ -95,11 +180,17 @@ class TALDataset(BaseActionDataset):
 
     def load_data_list(self) -> List[dict]:
         """One entry per video (or per window in sliding-window test)."""
+        logger = MMLogger.get_current_instance()
         database = load_activitynet_json(self.ann_file, self.subset,
-                                         class_names=self.classes)
+                                         class_names=self.classes,
+                                         logger=logger)
         index = {c: i for i, c in enumerate(self.classes)}
         data_list, missing = [], []
+        skip = set(self.skip_ids)
+        left_out = [vid for vid in database if vid in skip]
         for vid, info in database.items():
+            if vid in skip:
+                continue
             path = self._file_of(vid)
             if not osp.isfile(path):
                 missing.append(path)
@@ -132,8 +223,149 @@ class TALDataset(BaseActionDataset):
             if not self.skip_missing:
                 raise FileNotFoundError(
                     f'{len(missing)} file(s) of {self.ann_file} missing, '
-                    f'first: {missing[0]} (use skip_missing=True to skip)')
-            MMLogger.get_current_instance().warning(
+                    f'first: {missing[0]} (use skip_missing=True to skip, '
+                    'or list them in the dataset\'s skip_list: tools/data/'
+                    'check_dataset.py writes one)')
+            logger.warning(
                 f'skipped {len(missing)} missing file(s): '
                 f'{", ".join(missing[:20])}')
+        if self.skip_ids:
+            self._log_skip_list(left_out, len(database), logger)
+        if not data_list:
+            where = f'subset {self.subset!r} of ' if self.subset else ''
+            first = f' (first: {osp.abspath(missing[0])})' if missing \
+                else ''
+            raise ValueError(
+                f'no video of {where}{self.ann_file} is left: '
+                f'{len(database)} in it, {len(missing)} missing{first}, '
+                f'{len(left_out)} in the skip_list; check data_prefix, '
+                'suffix and skip_list')
+        if not self.test_mode:
+            self._log_absent_classes(data_list, logger)
         return data_list
+
+    def _log_absent_classes(self, data_list, logger):
+        seen = set()
+        for entry in data_list:
+            seen.update(int(i) for i in entry['gt_labels'])
+        absent = [c for i, c in enumerate(self.classes) if i not in seen]
+        if absent:
+            where = f'subset {self.subset!r} of ' if self.subset else ''
+            logger.warning(
+                f'{len(absent)} of the {len(self.classes)} classes have no '
+                f'segment in {where}{self.ann_file} (as loaded: clipped, '
+                f'skipped videos left out), so training never sees them: '
+                f'{_name_some(absent)}')
+
+    def _log_skip_list(self, left_out, total, logger):
+        where = f'subset {self.subset!r} of ' if self.subset else ''
+        source = self.skip_list if isinstance(self.skip_list, str) else \
+            'the skip_list'
+        msg = (f'left out {len(left_out)} of {total} video(s) of '
+               f'{where}{self.ann_file} listed in {source}')
+        if left_out:
+            msg += f': {_name_some(left_out)}'
+        others = len(self.skip_ids) - len(left_out)
+        if others:
+            msg += f' ({others} other id(s) of the list are not in it)'
+        if self.test_mode and left_out:
+            msg += ('; a metric reading the ground truth from the '
+                    'annotation file counts them as videos without '
+                    'predictions')
+        logger.warning(msg)
+
+    @property
+    def num_skipped(self) -> int:
+        """Samples skipped by ``skip_undecodable`` so far, summed over the
+        main process and its dataloader workers (while they live: the count
+        of non-persistent workers is kept, their names are not)."""
+        return int(self._skip_counts.sum())
+
+    def _count_skip(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        slot = 0 if info is None else 1 + info.id % (
+            len(self._skip_counts) - 1)
+        self._skip_counts[slot] += 1
+        return self.num_skipped
+
+    def _pipeline_or_none(self, idx: int, record: bool = True):
+        """The pipeline's output, or None when a loading transform fails
+        with :data:`DECODE_ERRORS` and ``skip_undecodable`` is set (logged
+        if ``record``); without it the error gets a note naming the video.
+        """
+        results = self.get_data_info(idx)
+        vid, filename = results.get('video_id'), results.get('filename')
+        window = results.get('window_offset')
+        if not hasattr(self.pipeline, 'transforms'):  # not a Compose
+            return self.pipeline(results)
+        for transform in self.pipeline.transforms:
+            try:
+                results = transform(results)
+            except DECODE_ERRORS as err:
+                if not is_loading_transform(transform):
+                    raise
+                if not self.skip_undecodable:
+                    note = (f'{type(self).__name__}: video {vid} '
+                            f'({filename}) cannot be loaded by '
+                            f'{type(transform).__name__}; to go on without '
+                            f'it, {_FIX_HINT}.')
+                    if hasattr(err, 'add_note'):  # Python >= 3.11
+                        err.add_note(note)
+                    else:  # pragma: no cover
+                        MMLogger.get_current_instance().error(note)
+                    raise
+                if record:
+                    self._record_skip(vid, filename, window, transform, err)
+                return None
+            if results is None:
+                return None
+        return results
+
+    def _record_skip(self, vid, filename, window, transform, err):
+        self.skipped_videos[vid] += 1
+        count = self._count_skip()
+        what = f'video {vid} ({filename})' + (
+            '' if window is None else f' window at {window:.2f} s')
+        reason = (f'{type(transform).__name__} failed: '
+                  f'{type(err).__name__}: {err}')
+        logger = MMLogger.get_current_instance()
+        if self.test_mode:
+            logger.error(
+                f'skip_undecodable: {what} left out of the evaluation: '
+                f'{reason}. A stand-in sample without predictions takes its '
+                'place; the metric counts this video (window) as without '
+                f'predictions ({count} sample(s) skipped so far)')
+        else:
+            logger.warning(
+                f'skip_undecodable: skipped {what}: {reason}; another '
+                f'sample replaces it ({count} sample(s) skipped so far by '
+                'all dataloader workers; by this one: '
+                f'{_name_some(list(self.skipped_videos))})')
+
+    def prepare_data(self, idx: int) -> Optional[dict]:
+        """The pipeline's output, None if it could not load the sample
+        (with ``skip_undecodable``: MMEngine's ``__getitem__`` then fetches
+        another one)."""
+        return self._pipeline_or_none(idx)
+
+    def __getitem__(self, idx: int) -> dict:
+        """MMEngine's ``__getitem__``; in test mode with
+        ``skip_undecodable`` a sample that cannot be loaded is replaced by a
+        stand-in without predictions (see the class docstring)."""
+        if not (self.test_mode and self.skip_undecodable):
+            return super().__getitem__(idx)
+        if not self._fully_initialized:
+            self.full_init()
+        data = self.prepare_data(idx)
+        if data is not None:
+            return data
+        for step in range(1, min(self.max_refetch, len(self) - 1) + 1):
+            data = self._pipeline_or_none((idx + step) % len(self),
+                                          record=False)
+            if data is not None:
+                data['data_samples'].set_metainfo(dict(
+                    window_duration=0.0, stand_in_for=self.get_data_info(
+                        idx)['video_id']))
+                return data
+        raise IOError(f'{type(self).__name__}: no sample of {self.ann_file} '
+                      'could be loaded to stand in for a skipped one')

@@ -1,10 +1,13 @@
-"""Runner integration: the rewiring hooks and the DDP model wrapper."""
+"""Runner integration: the rewiring hooks, the DDP model wrapper and the
+``data_root`` runner."""
+from .data_root import DataRootRunner, apply_data_root
 from .reversible_ddp import ReversibleDistributedDataParallel
 from .rewire_hook import RewireBackboneHook
 from .rewiring_meta import (META_KEY, RewiringMetaHook, checkpoint_rewiring,
                             rewiring_of_config)
 
 __all__ = [
-    'META_KEY', 'RewireBackboneHook', 'ReversibleDistributedDataParallel',
-    'RewiringMetaHook', 'checkpoint_rewiring', 'rewiring_of_config'
+    'DataRootRunner', 'apply_data_root', 'META_KEY', 'RewireBackboneHook',
+    'ReversibleDistributedDataParallel', 'RewiringMetaHook',
+    'checkpoint_rewiring', 'rewiring_of_config'
 ]

@@ -20,20 +20,28 @@ class ReversibleDistributedDataParallel(MMDistributedDataParallel):
     nested recompute needs; ``find_unused_parameters=True`` would also scan
     the graph, which is unnecessary.
 
+    Our configs set it as ``model_wrapper_cfg`` with ``rewire_mode=None``:
+    their model is rewired at construction (``model.rewire``), so the
+    wrapper only wraps, and a model built with ``model.rewire=None`` stays
+    plain. On the CPU (gloo) it also drops the ``device_ids`` the Runner
+    passes, which MMEngine's default ``MMDistributedDataParallel`` hands to
+    torch's DDP, where they fail for a CPU module.
+
     Args:
         module (nn.Module): The model to rewire and wrap.
-        rewire_mode (str): Passed to :func:`rewire`.
-            Defaults to ``'reversible'``.
+        rewire_mode (str, optional): Passed to :func:`rewire` when the model
+            is not rewired yet; None: wrap it as it is. Defaults to
+            ``'reversible'``.
         rewire_options (dict, optional): Adapter options for :func:`rewire`.
         detect_anomalous_params (bool): See ``MMDistributedDataParallel``.
         **kwargs: Other ``DistributedDataParallel`` arguments
             (``device_ids`` is dropped for a model on the CPU).
     """
 
-    def __init__(self, module, rewire_mode: str = 'reversible',
+    def __init__(self, module, rewire_mode: Optional[str] = 'reversible',
                  rewire_options: Optional[dict] = None,
                  detect_anomalous_params: bool = False, **kwargs):
-        if not is_rewired(module):
+        if rewire_mode is not None and not is_rewired(module):
             rewire(module, mode=rewire_mode, **(rewire_options or {}))
         kwargs.setdefault('find_unused_parameters', False)
         # the Runner passes device_ids=[LOCAL_RANK] to every DDP wrapper;

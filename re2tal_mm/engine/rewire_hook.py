@@ -14,14 +14,19 @@ from .rewiring_meta import RewiringMetaHook, unwrap
 
 def format_summary(rows) -> str:
     """One line per stage plus the share of blocks made reversible."""
-    lines = [f'  {r["stage"]}: {r["functions"]} functions, '
-             f'{r["reversible_blocks"]}/{r["blocks"]} blocks reversible'
-             for r in rows]
+
+    def plural(n: int, word: str) -> str:
+        return f'{n} {word}' + ('' if n == 1 else 's')
+
+    lines = [f'  {r["stage"]}: {plural(r["functions"], "function")}, '
+             f'{r["reversible_blocks"]}/{plural(r["blocks"], "block")} '
+             'reversible' for r in rows]
     total = sum(r['blocks'] for r in rows)
     rev = sum(r['reversible_blocks'] for r in rows)
     share = 100.0 * rev / max(total, 1)
-    lines.append(f'  {rev}/{total} blocks ({share:.1f}%) reversible in '
-                 f'{sum(r["functions"] > 0 for r in rows)} stages')
+    stages = sum(r['functions'] > 0 for r in rows)
+    lines.append(f'  {rev}/{plural(total, "block")} ({share:.1f}%) '
+                 f'reversible in {plural(stages, "stage")}')
     return '\n'.join(lines)
 
 

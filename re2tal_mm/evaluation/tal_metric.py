@@ -37,17 +37,25 @@ class TALMetric(BaseMetric):
     Predictions (segments in seconds, window offset already added) are grouped
     by ``video_id``; each video's predictions from all its windows are merged
     by one final NMS (:func:`segment_nms`), then evaluated against the ground
-    truth read from ``ann_file`` (so every rank's samples are judged against
-    the full subset, also in distributed evaluation). The ground truth is
+    truth read from ``ann_file``, by default the annotation file of the
+    dataset evaluated (``dataset_meta['ann_file']``, which the Runner sets
+    from the dataset), so every rank's samples are judged against the full
+    subset, also in distributed evaluation. The ground truth is
     used as it is in the file, as by the official evaluators (no clipping
     to the video, which stays a training-time step of ``TALDataset``); the
     rules of each protocol are in :mod:`re2tal_mm.evaluation.functional`.
     Labels and videos that cannot be scored (unknown labels, predicted
     videos outside the subset, videos of the subset without predictions)
-    are named in warnings of the current MMEngine logger.
+    are named in warnings of the current MMEngine logger; a class of the
+    dataset without ground truth in the evaluated subset is said to be so
+    (its predictions are left out: the mAP is the mean over the classes
+    present, as in the official evaluators).
 
     Args:
-        ann_file (str): ActivityNet-style ground-truth JSON.
+        ann_file (str, optional): ActivityNet-style ground-truth JSON.
+            Defaults to None: the evaluated dataset's annotation file
+            (``dataset_meta['ann_file']``), so that moving the data with
+            ``data_root`` moves the ground truth too.
         subset (str | None): Subset evaluated (all videos if None).
         tiou_thresholds (Sequence[float] | None): Defaults to None: the
             protocol's usual ones (0.5:0.05:0.95 for ``'activitynet'``,
@@ -76,7 +84,7 @@ class TALMetric(BaseMetric):
     default_prefix = 'tal'
 
     def __init__(self,
-                 ann_file: str,
+                 ann_file: Optional[str] = None,
                  subset: Optional[str] = None,
                  tiou_thresholds: Optional[Sequence[float]] = None,
                  nms: Optional[dict] = dict(method='soft', sigma=0.5,
@@ -143,10 +151,52 @@ class TALMetric(BaseMetric):
                                     label.tolist())]
         return merged
 
+    def ground_truth_file(self) -> str:
+        """``ann_file``, else the evaluated dataset's annotation file."""
+        path = self.ann_file or (self.dataset_meta or {}).get('ann_file')
+        if not path:
+            raise ValueError(
+                'TALMetric has no ground truth: give it ann_file=... (an '
+                'ActivityNet-style JSON), or evaluate a dataset whose '
+                "metainfo names its annotation file ('ann_file', as "
+                'TALDataset does)')
+        return path
+
+    def _drop_absent_classes(self, merged: dict, gt: dict, names: list,
+                             ann_file: str, logger) -> dict:
+        """Leave out predictions of dataset classes that have no ground
+        truth in the evaluated subset, saying so."""
+        present = set(class_names_of(gt))
+        absent = [c for c in names if c not in present]
+        if not absent:
+            return merged
+        counts = {c: 0 for c in absent}
+        kept = {}
+        for vid, preds in merged.items():
+            kept[vid] = [p for p in preds if p['label'] not in counts]
+            for p in preds:
+                if p['label'] in counts:
+                    counts[p['label']] += 1
+        where = f'subset {self.subset!r} of ' if self.subset else ''
+        msg = (f'{len(absent)} of the {len(names)} classes have no '
+               f'ground-truth segment in {where}{ann_file} (absent from '
+               f'this split, not unknown): {name_some(absent, counts)} '
+               f'(their number of predictions); their '
+               f'{sum(counts.values())} prediction(s) are left out and the '
+               f'mAP is the mean over the {len(present)} classes present')
+        # said once as a warning, then at info level (every validation)
+        if getattr(self, '_absent_reported', False):
+            logger.info(msg)
+        else:
+            logger.warning(msg)
+            self._absent_reported = True
+        return kept
+
     def compute_metrics(self, results: list) -> dict:
-        """Merge per video and evaluate against ``ann_file``."""
+        """Merge per video and evaluate against the ground truth."""
         logger = MMLogger.get_current_instance()
-        gt = load_activitynet_json(self.ann_file, subset=self.subset,
+        ann_file = self.ground_truth_file()
+        gt = load_activitynet_json(ann_file, subset=self.subset,
                                    clip=self.clip_ground_truth)
         names = self.class_names or (self.dataset_meta or {}).get('classes') \
             or class_names_of(gt)
@@ -159,12 +209,23 @@ class TALMetric(BaseMetric):
         missing = [v for v in gt if v not in merged]
         if missing:
             logger.warning(f'{len(missing)} of {len(gt)} video(s) of '
-                           f'{where}{self.ann_file} have no prediction '
+                           f'{where}{ann_file} have no prediction '
                            f'(their ground truth counts as missed): '
                            f'{name_some(missing)}')
-        res = evaluate_detection(gt, merged, self.tiou_thresholds,
-                                 protocol=self.protocol, logger=logger)
-        logger.info(f'{self.protocol} protocol, {where}{self.ann_file}\n' +
+        unseen = [v for v, preds in merged.items() if v not in gt and preds]
+        if unseen:  # said here: dropping absent classes may empty them
+            n_unseen = sum(len(merged[v]) for v in unseen)
+            logger.warning(
+                f'{len(unseen)} of {len(merged)} predicted video(s) are not '
+                f'in the ground truth; their {n_unseen} prediction(s) count '
+                'as false positives (as in the official evaluator): '
+                f'{name_some(unseen)}')
+        scored = self._drop_absent_classes(merged, gt, list(names),
+                                           ann_file, logger)
+        res = evaluate_detection(gt, scored, self.tiou_thresholds,
+                                 protocol=self.protocol, logger=logger,
+                                 warn_unseen_videos=False)
+        logger.info(f'{self.protocol} protocol, {where}{ann_file}\n' +
                     format_ap_table(res, self.print_per_class))
         metrics = {f'mAP@{t:.2f}': m
                    for t, m in zip(res['tiou_thresholds'], res['mAP'])}

@@ -5,8 +5,10 @@ from .localizer import TemporalActionLocalizer
 from .losses import DIoU1DLoss, TALSigmoidFocalLoss
 from .neck import ActionFormerNeck
 from .post_processing import TALPostProcessor
+from .tridet import SGPBlock, TriDetHead, TriDetNeck
 
 __all__ = [
-    'ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss',
-    'TALPostProcessor', 'TALSigmoidFocalLoss', 'TemporalActionLocalizer'
+    'ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss', 'SGPBlock',
+    'TALPostProcessor', 'TALSigmoidFocalLoss', 'TemporalActionLocalizer',
+    'TriDetHead', 'TriDetNeck'
 ]

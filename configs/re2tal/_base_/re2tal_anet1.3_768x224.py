@@ -11,9 +11,13 @@
 _base_ = ['./re2tal_runtime.py']
 
 # ---- paths the user sets --------------------------------------------------
+# One key moves the data: `--cfg-options data_root=/my/activitynet`.
+# DataRootRunner (runtime base) gives data_root to every TALDataset when the
+# Runner is built, after --cfg-options; the paths below are relative to it,
+# and TALMetric reads the ground truth of the dataset it evaluates.
 data_root = 'data/activitynet'
-ann_file = f'{data_root}/anet1.3_gt.json'
-video_dir = f'{data_root}/videos'  # <video_id>.mp4
+ann_file = 'anet1.3_gt.json'  # <data_root>/anet1.3_gt.json
+video_dir = 'videos'  # <data_root>/videos/<video_id>.mp4 (no 'v_')
 # a Kinetics-400 recognizer checkpoint of the backbone (set in each config)
 load_from = None
 # Video-level class scores {video_id: [200 scores]} (e.g. the CUHK / TSN
@@ -84,7 +88,8 @@ val_dataloader = dict(
                  skip_missing=True,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='TALMetric', ann_file=ann_file, subset='validation',
+# ground truth: the evaluated dataset's ann_file (follows data_root)
+val_evaluator = dict(type='TALMetric', subset='validation',
                      tiou_thresholds=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
                                       0.85, 0.9, 0.95])
 test_evaluator = val_evaluator

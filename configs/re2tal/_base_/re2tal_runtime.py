@@ -1,8 +1,17 @@
-# Runtime shared by the Re2TAL recipes: the plugin, the rewiring record,
-# EMA, logging and checkpointing (one process per GPU, NCCL). The reversible
-# rewiring itself is in each recipe's model (model.rewire).
+# Runtime shared by the Re2TAL recipes: the plugin, the data_root runner,
+# the DDP wrapper, the rewiring record, EMA, logging and checkpointing (one
+# process per GPU, NCCL). The reversible rewiring itself is in each recipe's
+# model (model.rewire).
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
+# gives the top-level `data_root` to every TALDataset after --cfg-options,
+# so `--cfg-options data_root=DIR` moves all the data
+runner_type = 'DataRootRunner'
+# distributed (--launcher pytorch): drops device_ids for a model on the CPU
+# (gloo); the model is already rewired at construction (model.rewire), so
+# the wrapper only wraps (rewire_mode=None: model.rewire=None stays plain)
+model_wrapper_cfg = dict(type='ReversibleDistributedDataParallel',
+                         rewire_mode=None)
 
 custom_hooks = [
     # record the model's rewiring in checkpoints; warn when a checkpoint is

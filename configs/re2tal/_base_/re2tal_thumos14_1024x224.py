@@ -5,15 +5,20 @@
 # test (overlap 0.5), AdamW (detector lr 1e-4, backbone lr 1e-5), AMP,
 # gradient clipping, EMA. Annotations: the output of
 #   python tools/data/convert_thumos.py data/thumos14/thumos14_gt.json \
-#       --val val_Annotation.csv --test test_Annotation.csv
+#       --val val_Annotation.csv --test test_Annotation.csv \
+#       --groundtruth thumos14_test_groundtruth.csv
 # (subset 'validation' = THUMOS validation videos = training set here,
 # subset 'test' = evaluation set).
 _base_ = ['./re2tal_runtime.py']
 
 # ---- paths the user sets --------------------------------------------------
+# One key moves the data: `--cfg-options data_root=/my/thumos14`.
+# DataRootRunner (runtime base) gives data_root to every TALDataset when the
+# Runner is built, after --cfg-options; the paths below are relative to it,
+# and TALMetric reads the ground truth of the dataset it evaluates.
 data_root = 'data/thumos14'
-ann_file = f'{data_root}/thumos14_gt.json'
-video_dir = f'{data_root}/videos'  # <video_id>.mp4
+ann_file = 'thumos14_gt.json'  # <data_root>/thumos14_gt.json
+video_dir = 'videos'  # <data_root>/videos/<video_id>.mp4
 # a Kinetics-400 recognizer checkpoint of the backbone (set in each config)
 load_from = None
 
@@ -82,7 +87,8 @@ val_dataloader = dict(
                  window_duration=window_duration, window_overlap=0.5,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='TALMetric', ann_file=ann_file, subset='test',
+# ground truth: the evaluated dataset's ann_file (follows data_root)
+val_evaluator = dict(type='TALMetric', subset='test',
                      tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
 test_evaluator = val_evaluator
 

@@ -1,0 +1,480 @@
+"""TriDet (Shi et al., CVPR 2023): an SGP feature pyramid and the Trident
+head, which locates each boundary by the expectation of a relative
+probability distribution over the instants around it.
+
+Both fit :class:`~re2tal_mm.models.TemporalActionLocalizer` like
+:class:`~re2tal_mm.models.ActionFormerNeck` / ``ActionFormerHead``: the neck
+maps ``(x, mask)`` to per-level features and masks, the head returns per
+level class logits and *boundary logits* (the logits of the relative
+distributions), and its :meth:`TriDetHead.loss` / :meth:`TriDetHead.decode`
+read them.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmaction.registry import MODELS
+from .head import INF, ActionFormerHead
+from .neck import ChannelLayerNorm, drop_path
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the valid positions of ``x`` (B, C, T), ``(B, C, 1)``."""
+    m = mask[:, None].to(x.dtype)
+    return (x * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(
+        min=1)
+
+
+class MaskedGroupNorm(nn.GroupNorm):
+    """GroupNorm of a ``(B, C, T)`` tensor whose statistics are taken over the
+    valid positions only (so padding a sequence does not change it)."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, C, T = x.shape
+        g = x.reshape(B, self.num_groups, -1, T)
+        m = mask[:, None, None].to(x.dtype)
+        n = (m.sum(-1, keepdim=True) * g.shape[2]).clamp(min=1)
+        mean = (g * m).sum((2, 3), keepdim=True) / n
+        var = ((g - mean)**2 * m).sum((2, 3), keepdim=True) / n
+        out = ((g - mean) / torch.sqrt(var + self.eps)).reshape(B, C, T)
+        if self.affine:
+            out = out * self.weight[:, None] + self.bias[:, None]
+        return out
+
+
+def sgp_large_kernel(kernel_size: int, k: float) -> int:
+    """Kernel of the wide window branch: ``round((w + 1) * k)``, made odd
+    (the published model's rule; always larger than ``w``)."""
+    size = round((kernel_size + 1) * k)
+    return size + 1 if size % 2 == 0 else size
+
+
+class SGPBlock(nn.Module):
+    """Scalable-Granularity Perception layer with its FFN: TriDet's
+    replacement of self-attention in the feature pyramid.
+
+    With ``y = LayerNorm(x)`` (padded positions zeroed)::
+
+        sgp(y) = fc(y) * relu(fc_g(mean_t(y)))               # instant level
+                 + psi(y) * (conv_w(y) + conv_kw(y))          # window level
+                 + y
+        x = x + sgp(y)
+        x = x + mlp(GroupNorm(x))
+
+    where ``fc``, ``fc_g`` are per-channel (depthwise) 1x1 convolutions, the
+    mean is over the valid instants, and ``psi``, ``conv_w`` (kernel ``w``)
+    and ``conv_kw`` (kernel :func:`sgp_large_kernel`) are depthwise
+    convolutions. The instant-level branch gates every instant by a
+    video-level context; the window-level branch mixes two granularities.
+
+    Args:
+        dims (int): Channels.
+        kernel_size (int): Window ``w`` of ``psi`` and ``conv_w`` (odd).
+            Defaults to 3.
+        k (float): Ratio of the large window to ``w + 1``. Defaults to 1.5.
+        mlp_dims (int, optional): Hidden channels of the FFN. Defaults to
+            None (``4 * dims``).
+        num_groups (int): Groups of the FFN's GroupNorm. Defaults to 16.
+        downsample (bool): Halve the temporal length first (max pooling,
+            kernel 3, stride 2). Defaults to False.
+        drop_path (float): Stochastic depth of both residual branches.
+            Defaults to 0.
+        layer_scale (float, optional): Initial value of a learnable
+            per-channel scale of both residual branches; None: no scale.
+            Defaults to None.
+        init_std (float, optional): Normal init std of the SGP convolutions
+            (biases zero); None keeps PyTorch's init. ``0`` (the published
+            THUMOS-14 setting) zeroes both gated products, which then get no
+            gradient: the layer stays ``x + LayerNorm(x)`` plus the FFN.
+            Defaults to None.
+    """
+
+    def __init__(self, dims: int, kernel_size: int = 3, k: float = 1.5,
+                 mlp_dims: Optional[int] = None, num_groups: int = 16,
+                 downsample: bool = False, drop_path: float = 0.,
+                 layer_scale: Optional[float] = None,
+                 init_std: Optional[float] = None) -> None:
+        super().__init__()
+        assert kernel_size % 2 == 1, 'kernel_size must be odd'
+        self.downsample, self.drop_path = downsample, drop_path
+        large = sgp_large_kernel(kernel_size, k)
+        self.norm = ChannelLayerNorm(dims)
+        self.fc = nn.Conv1d(dims, dims, 1, groups=dims)
+        self.global_fc = nn.Conv1d(dims, dims, 1, groups=dims)
+        self.psi = nn.Conv1d(dims, dims, kernel_size,
+                             padding=kernel_size // 2, groups=dims)
+        self.conv_w = nn.Conv1d(dims, dims, kernel_size,
+                                padding=kernel_size // 2, groups=dims)
+        self.conv_kw = nn.Conv1d(dims, dims, large, padding=large // 2,
+                                 groups=dims)
+        self.ffn_norm = MaskedGroupNorm(num_groups, dims)
+        hidden = mlp_dims or 4 * dims
+        self.mlp = nn.Sequential(
+            nn.Conv1d(dims, hidden, 1), nn.GELU(), nn.Conv1d(hidden, dims, 1))
+        if layer_scale is None:
+            self.gamma1 = self.gamma2 = None
+        else:
+            self.gamma1 = nn.Parameter(torch.full((1, dims, 1), layer_scale))
+            self.gamma2 = nn.Parameter(torch.full((1, dims, 1), layer_scale))
+        if init_std is not None:
+            for conv in (self.fc, self.global_fc, self.psi, self.conv_w,
+                         self.conv_kw):
+                nn.init.normal_(conv.weight, 0, init_std)
+                nn.init.zeros_(conv.bias)
+
+    def sgp(self, y: Tensor, mask: Tensor) -> Tensor:
+        """The SGP mixing of normalised features ``y`` (B, C, T)."""
+        instant = self.fc(y) * F.relu(self.global_fc(masked_mean(y, mask)))
+        window = self.psi(y) * (self.conv_w(y) + self.conv_kw(y))
+        return instant + window + y
+
+    def _residual(self, x: Tensor, branch: Tensor, gamma, m: Tensor):
+        if gamma is not None:
+            branch = branch * gamma
+        return x + drop_path(branch * m, self.drop_path, self.training)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        """x: (B, C, T); mask: (B, T) bool, True where valid."""
+        if self.downsample:
+            # zero padding, like the masked positions: padding invariant
+            x = F.max_pool1d(F.pad(x, (1, 1)), 3, 2)
+            mask = mask[:, ::2]
+        m = mask[:, None].to(x.dtype)
+        x = self._residual(x, self.sgp(self.norm(x) * m, mask), self.gamma1,
+                           m)
+        x = self._residual(x, self.mlp(self.ffn_norm(x, mask)), self.gamma2,
+                           m)
+        return x * m, mask
+
+
+@MODELS.register_module()
+class TriDetNeck(BaseModule):
+    """TriDet's temporal encoder: conv embedding, SGP stem blocks, then a
+    pyramid of SGP blocks that each halve the length (max pooling).
+
+    Level 0 is the stem's output; each further level halves the length, so
+    the default 6 levels have strides 1, 2, ..., 32. Input lengths must be
+    divisible by ``2 ** (num_levels - 1)`` (the localizer pads them).
+
+    Args:
+        in_channels (int): Input feature channels.
+        embed_dims (int): Channels of every level. Defaults to 512.
+        num_levels (int): Pyramid levels. Defaults to 6.
+        num_embed_convs (int): Conv + LayerNorm + ReLU layers of the
+            embedding (kernel 3). Defaults to 2.
+        num_stem_blocks (int): SGP blocks at full length (no stochastic depth
+            or layer scale, as published). Defaults to 2.
+        stem_kernel_size (int): SGP window ``w`` of the stem blocks.
+            Defaults to 1.
+        kernel_size (int): SGP window ``w`` of the downsampling levels.
+            Defaults to 1 (THUMOS-14).
+        k (float): SGP large-window ratio. Defaults to 5 (THUMOS-14).
+        mlp_dims (int, optional): FFN hidden channels. Defaults to 768.
+        num_groups (int): FFN GroupNorm groups. Defaults to 16.
+        drop_path (float): Stochastic depth of the downsampling levels.
+            Defaults to 0.1.
+        layer_scale (float, optional): Initial layer scale of the
+            downsampling levels' residual branches. Defaults to 1e-4.
+        init_std (float, optional): See :class:`SGPBlock`. Defaults to None.
+        input_noise (float): Std of Gaussian noise added to the input in
+            training. Defaults to 0.
+        out_norm (bool): LayerNorm on every level's output. Defaults to True.
+        init_cfg (dict, optional): MMEngine init config.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int = 512,
+                 num_levels: int = 6, num_embed_convs: int = 2,
+                 num_stem_blocks: int = 2, stem_kernel_size: int = 1,
+                 kernel_size: int = 1, k: float = 5.,
+                 mlp_dims: Optional[int] = 768, num_groups: int = 16,
+                 drop_path: float = 0.1, layer_scale: Optional[float] = 1e-4,
+                 init_std: Optional[float] = None, input_noise: float = 0.,
+                 out_norm: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.num_levels, self.input_noise = num_levels, input_noise
+        self.embed = nn.ModuleList(
+            nn.Conv1d(in_channels if i == 0 else embed_dims, embed_dims, 3,
+                      padding=1) for i in range(num_embed_convs))
+        self.embed_norms = nn.ModuleList(
+            ChannelLayerNorm(embed_dims) for _ in range(num_embed_convs))
+        common = dict(k=k, mlp_dims=mlp_dims, num_groups=num_groups,
+                      init_std=init_std)
+        self.stem = nn.ModuleList(
+            SGPBlock(embed_dims, stem_kernel_size, **common)
+            for _ in range(num_stem_blocks))
+        self.levels = nn.ModuleList(
+            SGPBlock(embed_dims, kernel_size, downsample=True,
+                     drop_path=drop_path, layer_scale=layer_scale, **common)
+            for _ in range(num_levels - 1))
+        self.out_norms = nn.ModuleList(
+            ChannelLayerNorm(embed_dims) if out_norm else nn.Identity()
+            for _ in range(num_levels))
+
+    def forward(self, x: Tensor, mask: Tensor):
+        """x: (B, C, T) features; mask: (B, T) bool valid positions.
+
+        Returns:
+            tuple[list[Tensor], list[Tensor]]: per level (B, D, T_l) features
+            and (B, T_l) masks.
+        """
+        if self.training and self.input_noise > 0:
+            x = x + torch.randn_like(x) * self.input_noise
+        m = mask[:, None].to(x.dtype)
+        x = x * m
+        for conv, norm in zip(self.embed, self.embed_norms):
+            x = F.relu(norm(conv(x))) * m
+        for block in self.stem:
+            x, mask = block(x, mask)
+        feats, masks = [x], [mask]
+        for block in self.levels:
+            x, mask = block(x, mask)
+            feats.append(x)
+            masks.append(mask)
+        feats = [norm(f) * k[:, None].to(f.dtype)
+                 for norm, f, k in zip(self.out_norms, feats, masks)]
+        return feats, masks
+
+
+def neighbour_responses(resp: Tensor, mask: Tensor, num_bins: int,
+                        side: str) -> Tensor:
+    """The boundary responses around every instant.
+
+    Args:
+        resp (Tensor): (B, K, T) start (or end) responses.
+        mask (Tensor): (B, T) valid instants.
+        num_bins (int): Largest distance ``B``.
+        side (str): ``'start'``: bin ``b`` of instant ``t`` is the response
+            at ``t - b``; ``'end'``: at ``t + b``.
+
+    Returns:
+        Tensor: (B, T, K, num_bins + 1); ``-inf`` where ``t -+ b`` is not a
+        valid instant (bin 0, the instant itself, is always kept).
+    """
+    out = resp.masked_fill(~mask[:, None], float('-inf'))
+    pad = (num_bins, 0) if side == 'start' else (0, num_bins)
+    win = F.pad(out, pad, value=float('-inf')).unfold(-1, num_bins + 1, 1)
+    if side == 'start':
+        win = win.flip(-1)
+    win = torch.cat([resp[..., None], win[..., 1:]], -1)
+    return win.transpose(1, 2)
+
+
+def expected_distance(logits: Tensor) -> Tensor:
+    """Expectation of the distance ``b`` under ``softmax_b(logits)``."""
+    bins = torch.arange(logits.shape[-1], device=logits.device,
+                        dtype=logits.dtype)
+    return logits.softmax(-1) @ bins
+
+
+def offset_iou(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
+    """IoU of segments given as (to start, to end) offsets from one point."""
+    inter = torch.min(pred, target).sum(-1)
+    union = pred.sum(-1) + target.sum(-1) - inter
+    return inter / union.clamp(min=eps)
+
+
+@MODELS.register_module()
+class TriDetHead(ActionFormerHead):
+    """Trident head: a classification branch, start and end boundary branches
+    and a center-offset branch over every pyramid level.
+
+    For instant ``t`` of a level and class ``c`` (one shared class when
+    ``class_aware_boundaries`` is False), with the start response ``R_s``,
+    the end response ``R_e`` and the center-offset scores ``C_s``, ``C_e``
+    (``num_bins + 1`` each, ``ReLU`` of a per-level scaled conv)::
+
+        P_s(b) = softmax_b(R_s[t - b, c] + C_s[t, b]),  b = 0..num_bins
+        d_s    = sum_b b * P_s(b)                 (and d_e from t + b)
+        segment = (t - d_s * stride, t + d_e * stride)
+
+    Neighbours outside the valid sequence are excluded (probability 0).
+    :meth:`forward` returns these logits as its second output; the loss is
+    the focal loss (positives weighted by ``IoU ** iou_weight_power`` of
+    their decoded segment, IoU not back-propagated) plus the DIoU loss of the
+    decoded offsets, normalised by the EMA of the positive count; targets
+    (centre sampling, regression ranges) are ActionFormer's.
+
+    Args:
+        num_classes (int): Action classes.
+        in_channels (int): Channels of the neck levels.
+        feat_channels (int): Channels of the towers. Defaults to 512.
+        num_convs (int): Conv layers per tower. Defaults to 2.
+        strides (Sequence[int]): Stride of every level (level-0 grid units).
+        regress_ranges (Sequence[tuple]): Per level, the range of
+            ``max(dist to start, dist to end)`` it is responsible for.
+        num_bins (int): Largest boundary distance, in the level's strides.
+            Defaults to 16.
+        boundary_kernel_size (int): Conv kernel of the boundary branches.
+            Defaults to 3.
+        class_aware_boundaries (bool): One start / end response per class
+            (the published model; :meth:`decode` then gives one candidate
+            per instant and class) instead of one shared. Defaults to True.
+        detach_boundary_feats (bool): The boundary branches do not
+            back-propagate into the neck (as published). Defaults to True.
+        iou_weight_power (float): Exponent of the IoU weight of the
+            positives' classification loss; 0 disables it. Defaults to 0.2.
+        center_sample_radius (float): Defaults to 1.5.
+        loss_cls (dict): Classification loss config (its reduction is set
+            to ``'none'``). Defaults to ``TALSigmoidFocalLoss``.
+        loss_reg (dict): Regression loss config. Defaults to ``DIoU1DLoss``.
+        init_loss_norm (float): Defaults to 100.
+        loss_norm_momentum (float): Defaults to 0.9.
+        prior_prob (float): Defaults to 0.01.
+        init_cfg (dict, optional): MMEngine init config.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 feat_channels: int = 512, num_convs: int = 2,
+                 strides: Sequence[int] = (1, 2, 4, 8, 16, 32),
+                 regress_ranges: Sequence[tuple] = (
+                     (0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, INF)),
+                 num_bins: int = 16, boundary_kernel_size: int = 3,
+                 class_aware_boundaries: bool = True,
+                 detach_boundary_feats: bool = True,
+                 iou_weight_power: float = 0.2,
+                 center_sample_radius: float = 1.5,
+                 loss_cls: dict = dict(type='TALSigmoidFocalLoss'),
+                 loss_reg: dict = dict(type='DIoU1DLoss'),
+                 init_loss_norm: float = 100.,
+                 loss_norm_momentum: float = 0.9, prior_prob: float = 0.01,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(num_classes, in_channels, feat_channels, num_convs,
+                         strides, regress_ranges, center_sample_radius,
+                         dict(loss_cls, reduction='none'), loss_reg,
+                         float(init_loss_norm), loss_norm_momentum,
+                         prior_prob, init_cfg)
+        self.num_bins, self.iou_weight_power = num_bins, iou_weight_power
+        self.detach_boundary_feats = detach_boundary_feats
+        self.boundary_classes = num_classes if class_aware_boundaries else 1
+        # center-offset branch: C_s and C_e, (num_bins + 1) scores each
+        self.reg_out = nn.Conv1d(feat_channels, 2 * (num_bins + 1), 3,
+                                 padding=1)
+        self.start_branch = self._boundary_branch(
+            in_channels, feat_channels, num_convs, boundary_kernel_size)
+        self.end_branch = self._boundary_branch(
+            in_channels, feat_channels, num_convs, boundary_kernel_size)
+
+    def _boundary_branch(self, cin, cout, n, kernel_size):
+        pad = kernel_size // 2
+        tower = nn.ModuleList(
+            nn.ModuleList([
+                nn.Conv1d(cin if i == 0 else cout, cout, kernel_size,
+                          padding=pad),
+                ChannelLayerNorm(cout)]) for i in range(n))
+        out = nn.Conv1d(cout, self.boundary_classes, kernel_size,
+                        padding=pad)
+        return nn.ModuleDict(dict(tower=tower, out=out))
+
+    def _response(self, branch, x, m):
+        return branch['out'](self._run_tower(branch['tower'], x, m))
+
+    def boundary_logits(self, start: Tensor, end: Tensor, offsets: Tensor,
+                        mask: Tensor) -> Tensor:
+        """Logits of the relative boundary distributions of one level.
+
+        Args:
+            start (Tensor): (B, K', T) start responses.
+            end (Tensor): (B, K', T) end responses.
+            offsets (Tensor): (B, 2 * (num_bins + 1), T) center-offset scores
+                (start bins first).
+            mask (Tensor): (B, T) valid instants.
+
+        Returns:
+            Tensor: (B, T, K', 2, num_bins + 1), start then end.
+        """
+        B, _, T = offsets.shape
+        c = offsets.transpose(1, 2).reshape(B, T, 1, 2, self.num_bins + 1)
+        s = neighbour_responses(start, mask, self.num_bins, 'start')
+        e = neighbour_responses(end, mask, self.num_bins, 'end')
+        return torch.stack([s, e], -2) + c
+
+    def forward(self, feats, masks):
+        """Per level: logits (B, T_l, K) and boundary logits
+        (B, T_l, K', 2, num_bins + 1) (see :meth:`boundary_logits`)."""
+        cls_outs, reg_outs = [], []
+        for x, mask, scale in zip(feats, masks, self.scales):
+            m = mask[:, None].to(x.dtype)
+            c = self.cls_out(self._run_tower(self.cls_tower, x, m)) * m
+            off = F.relu(scale(self.reg_out(
+                self._run_tower(self.reg_tower, x, m)))) * m
+            xb = x.detach() if self.detach_boundary_feats else x
+            start = self._response(self.start_branch, xb, m)
+            end = self._response(self.end_branch, xb, m)
+            cls_outs.append(c.transpose(1, 2))
+            reg_outs.append(self.boundary_logits(start, end, off, mask))
+        return cls_outs, reg_outs
+
+    @staticmethod
+    def distances(reg_outs) -> Tensor:
+        """(B, P, K', 2) expected (to start, to end) distances, in strides,
+        of all levels' boundary logits."""
+        return expected_distance(torch.cat(reg_outs, 1))
+
+    def _pairs(self, dist: Tensor, cls_t: Tensor, reg_t: Tensor,
+               pos: Tensor):
+        """Predicted and target offsets (N, 2) of every positive instant and
+        class (of every positive instant, shared boundaries), and the
+        classification weight (B, P, K): ``IoU ** iou_weight_power`` at the
+        positive entries, 1 elsewhere."""
+        rated = cls_t.bool() & pos[..., None]
+        pairs = rated if self.boundary_classes > 1 else pos[..., None]
+        pred = dist[pairs]
+        target = reg_t[:, :, None].expand(*pairs.shape, 2)[pairs]
+        weight = torch.ones_like(cls_t)
+        if self.iou_weight_power and len(pred):
+            iou = offset_iou(pred.detach(), target)**self.iou_weight_power
+            if self.boundary_classes == 1:  # one IoU per positive class
+                iou = iou.repeat_interleave(rated[pos].sum(-1))
+            weight[rated] = iou
+        return pred, target, weight
+
+    def loss(self, cls_outs, reg_outs, masks, gt_segments, gt_labels):
+        """Losses of a batch; ``gt_segments`` per sample in grid units."""
+        points = self.points(masks)
+        targets = [self.assign(points, s, lab)
+                   for s, lab in zip(gt_segments, gt_labels)]
+        cls_t = torch.stack([t[0] for t in targets])  # (B, P, K)
+        reg_t = torch.stack([t[1] for t in targets])  # (B, P, 2)
+        dist, valid = self.distances(reg_outs), torch.cat(masks, 1)
+        pos = (cls_t.sum(-1) > 0) & valid
+        num_pos = pos.sum().item()
+        if self.training:
+            mom = self.loss_norm_momentum
+            self.loss_normalizer.mul_(mom).add_((1 - mom) * max(num_pos, 1))
+        norm = self.loss_normalizer.item()
+        pred, target, weight = self._pairs(dist, cls_t, reg_t, pos)
+        loss_cls = self.loss_cls(torch.cat(cls_outs, 1), cls_t) * weight
+        loss_cls = loss_cls[valid].sum() / norm
+        if num_pos > 0:
+            loss_reg = self.loss_reg(pred, target) / norm
+        else:
+            loss_reg = dist.sum() * 0
+        return dict(loss_cls=loss_cls, loss_reg=loss_reg)
+
+    def decode(self, cls_outs, reg_outs, masks):
+        """Batched scores (B, N, K), segments (B, N, 2) in grid units and
+        valid mask (B, N). With class-aware boundaries every instant gives
+        one candidate per class (``N = P * K``), scored for its class only.
+        """
+        points = self.points(masks)
+        scores = torch.cat(cls_outs, 1).sigmoid()
+        off = self.distances(reg_outs) * points[None, :, None, 3:4]
+        pos = points[None, :, None, 0]
+        seg = torch.stack([pos - off[..., 0], pos + off[..., 1]], -1)
+        valid = torch.cat(masks, 1)
+        if self.boundary_classes == 1:
+            return scores, seg[:, :, 0], valid
+        B, P, K = scores.shape
+        eye = torch.eye(K, dtype=scores.dtype, device=scores.device)
+        scores = (scores[..., None] * eye).reshape(B, P * K, K)
+        return (scores, seg.reshape(B, P * K, 2),
+                valid.repeat_interleave(K, 1))
+
+
+__all__ = ['SGPBlock', 'TriDetNeck', 'TriDetHead', 'MaskedGroupNorm',
+           'neighbour_responses', 'expected_distance']
