@@ -36,7 +36,7 @@ from mmengine.registry import init_default_scope
 from mmaction.registry import DATASETS, MODELS, TRANSFORMS
 from re2tal_mm.apis import build_feature_extractor, extract_video_features
 from re2tal_mm.apis.features import clip_starts, feature_grid
-from re2tal_mm.datasets.synthetic import make_synthetic_dataset
+from re2tal_mm.datasets.synthetic import make_synthetic_dataset, write_h264
 from re2tal_mm.structures import TemporalGrid
 from .conftest import REPO
 
@@ -205,20 +205,11 @@ FLASH_FPS, FLASH = 20, (3.0, 3.5)  # frames 60 .. 69 white
 
 def write_flash_video(path, flash=True, seconds=8, size=64):
     """Black frames, white from 3.0 s to 3.5 s (libx264)."""
-    import av
-    container = av.open(path, 'w')
-    stream = container.add_stream('libx264', rate=FLASH_FPS)
-    stream.width = stream.height = size
-    stream.pix_fmt = 'yuv420p'
-    for i in range(seconds * FLASH_FPS):
-        white = flash and FLASH[0] <= i / FLASH_FPS < FLASH[1]
-        img = np.full((size, size, 3), 255 if white else 0, np.uint8)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(
-                img, format='rgb24')):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+    def frames():
+        for i in range(seconds * FLASH_FPS):
+            white = flash and FLASH[0] <= i / FLASH_FPS < FLASH[1]
+            yield np.full((size, size, 3), 255 if white else 0, np.uint8)
+    write_h264(path, frames(), FLASH_FPS)
 
 
 def feature_times(feature_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mmaction.registry import TRANSFORMS
+from re2tal_mm.datasets.synthetic import write_h264
 from re2tal_mm.datasets.transforms import PyAVVideoReader
 from .conftest import run_python
 
@@ -50,23 +51,10 @@ def read_stamp(img):
 def write_video(path, num_frames, width, height, fps, fmt=None,
                 container_options=None, gop=None):
     """Write ``num_frames`` stamped frames with libx264; return ``path``."""
-    import av
-    container = av.open(str(path), 'w', format=fmt,
-                        options=container_options or {})
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
-    stream.codec_context.thread_count = 1
-    if gop:
-        stream.options = {'g': str(gop)}
-    for i in range(num_frames):
-        frame = av.VideoFrame.from_ndarray(stamped_frame(i, width, height),
-                                           format='rgb24')
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return str(path)
+    return write_h264(path, (stamped_frame(i, width, height)
+                             for i in range(num_frames)), fps, fmt=fmt,
+                      container_options=container_options,
+                      options={'g': str(gop)} if gop else None)
 
 
 # name: (frames, width, height, fps, format, container options, GOP)
@@ -255,22 +243,11 @@ def test_variable_frame_rate_is_indexed_by_time(tmp_path):
 
     Frames 0-9 at 0.0-0.9 s, none for 0.3 s, frames 10-19 at 1.2-2.1 s.
     """
-    import av
     path = str(tmp_path / 'vfr.mkv')
-    container = av.open(path, 'w')
-    stream = container.add_stream('libx264', rate=10)
-    stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-    stream.codec_context.time_base = Fraction(1, 1000)
     times = [100 * k for k in range(10)] + [1200 + 100 * k for k in range(10)]
-    for i, ms in enumerate(times):
-        frame = av.VideoFrame.from_ndarray(stamped_frame(i, 64, 48),
-                                           format='rgb24')
-        frame.pts, frame.time_base = ms, Fraction(1, 1000)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+    write_h264(path, ((stamped_frame(i, 64, 48), ms)
+                      for i, ms in enumerate(times)), 10,
+               time_base=Fraction(1, 1000))
     res = open_video(path, 'pyav')
     assert res['total_frames'] == 22  # 2.2 s at 10 fps
     shown = [read_stamp(x) for x in decode(res, [8, 9, 10, 11, 12, 21])]

@@ -66,6 +66,57 @@ def _balanced_labels(rng, num_classes):
         yield from (int(k) for k in rng.permutation(num_classes))
 
 
+def write_h264(path: str, frames, fps, *, fmt=None, options=None,
+               container_options=None, time_base=None) -> str:
+    """Encode RGB frames with PyAV's ``libx264`` (``yuv420p``, one thread).
+
+    The writer of the tests and benchmarks that need real H.264 files.
+
+    Args:
+        path (str): Output file (the container from its extension or
+            ``fmt``).
+        frames (Iterable): ``H x W x 3`` uint8 RGB arrays, or ``(array,
+            pts)`` pairs with ``time_base`` (variable frame rate).
+        fps (int | Fraction): Nominal frame rate.
+        fmt (str, optional): Container format. Defaults to None.
+        options (dict, optional): Encoder options (``{'g': '12'}``).
+            Defaults to None.
+        container_options (dict, optional): Muxer options
+            (``{'movflags': '+faststart'}``). Defaults to None.
+        time_base (Fraction, optional): Time base of given pts. Defaults to
+            None.
+
+    Returns:
+        str: ``path``.
+    """
+    import av
+    container = av.open(str(path), 'w', format=fmt,
+                        options=container_options or {})
+    stream = None
+    for item in frames:
+        img, pts = item if isinstance(item, tuple) else (item, None)
+        if stream is None:
+            stream = container.add_stream('libx264', rate=fps)
+            stream.height, stream.width = img.shape[:2]
+            stream.pix_fmt = 'yuv420p'
+            stream.codec_context.thread_count = 1
+            if time_base is not None:
+                stream.codec_context.time_base = time_base
+            if options:
+                stream.options = dict(options)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img),
+                                           format='rgb24')
+        if pts is not None:
+            frame.pts, frame.time_base = pts, time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    if stream is not None:
+        for packet in stream.encode():
+            container.mux(packet)
+    container.close()
+    return str(path)
+
+
 def render_video(path, duration, size, fps, anns, rng):
     """Write one mp4; return the number of frames written."""
     n = int(round(duration * fps))

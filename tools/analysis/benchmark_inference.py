@@ -67,9 +67,10 @@ def write_video(path: str, seconds: float, width: int, height: int,
     Returns:
         float: Seconds taken.
     """
-    import av
     import cv2
     import numpy as np
+
+    from re2tal_mm.datasets.synthetic import write_h264
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     pad = max(width, height) // 6
@@ -78,25 +79,20 @@ def write_video(path: str, seconds: float, width: int, height: int,
     canvas = cv2.resize(small, (width + pad, height + pad),
                         interpolation=cv2.INTER_CUBIC)
     tmp = path + '.part.mp4'
-    container = av.open(tmp, 'w')
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
-    stream.codec_context.thread_count = 1
-    stream.options = {'preset': 'veryfast', 'crf': '28'}
-    for i in range(int(round(seconds * fps))):
-        t = i / fps
-        x = int(pad / 2 * (1 + np.sin(0.3 * t)))
-        y = int(pad / 2 * (1 + np.cos(0.2 * t)))
-        img = np.ascontiguousarray(canvas[y:y + height, x:x + width])
-        cv2.circle(img, (int(width / 2 + width / 3 * np.sin(t)),
-                         int(height / 2 + height / 3 * np.sin(0.7 * t))),
-                   height // 10, (230, 40, 40), -1)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(
-                img, format='rgb24')):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+
+    def frames():
+        for i in range(int(round(seconds * fps))):
+            t = i / fps
+            x = int(pad / 2 * (1 + np.sin(0.3 * t)))
+            y = int(pad / 2 * (1 + np.cos(0.2 * t)))
+            img = np.ascontiguousarray(canvas[y:y + height, x:x + width])
+            cv2.circle(img, (int(width / 2 + width / 3 * np.sin(t)),
+                             int(height / 2 + height / 3 * np.sin(0.7 * t))),
+                       height // 10, (230, 40, 40), -1)
+            yield img
+
+    write_h264(tmp, frames(), fps, options={'preset': 'veryfast',
+                                            'crf': '28'})
     os.replace(tmp, path)
     return time.perf_counter() - start
 
