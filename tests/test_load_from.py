@@ -18,6 +18,7 @@ import re2tal_mm  # noqa: F401
 from re2tal_mm.rewiring import is_rewired
 from .conftest import REPO
 from .test_engine import TinySyntheticVideos  # noqa: F401 (registers it)
+from .test_reversible import SMALL_SLOWFAST
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
                   're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
@@ -28,25 +29,9 @@ SWIN = dict(type='SwinTransformer3D',
             window_size=(8, 4, 4), drop_path_rate=0.1, out_indices=(1, ))
 
 
-def slowfast_config():
-    """``tests/test_reversible.small_slowfast`` as a config."""
-    return dict(
-        type='ResNet3dSlowFast', resample_rate=4, speed_ratio=4,
-        channel_ratio=8,
-        slow_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                          lateral=True, base_channels=16, fusion_kernel=5,
-                          conv1_kernel=(1, 7, 7), conv1_stride_t=1,
-                          pool1_stride_t=1, inflate=(0, 0, 1, 1),
-                          speed_ratio=4, channel_ratio=8),
-        fast_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                          lateral=False, base_channels=2,
-                          conv1_kernel=(5, 7, 7), conv1_stride_t=1,
-                          pool1_stride_t=1))
-
-
 BACKBONES = {
     'swin': (SWIN, dict(type='I3DHead', in_channels=48, num_classes=2)),
-    'slowfast': (slowfast_config(),
+    'slowfast': (dict(type='ResNet3dSlowFast', **SMALL_SLOWFAST),
                  dict(type='SlowFastHead', in_channels=576, num_classes=2)),
 }
 

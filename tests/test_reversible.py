@@ -22,18 +22,21 @@ def small_swin(drop_path_rate=0.0):
         drop_path_rate=drop_path_rate)
 
 
+SMALL_SLOWFAST = dict(
+    resample_rate=4, speed_ratio=4, channel_ratio=8,
+    slow_pathway=dict(type='resnet3d', depth=50, pretrained=None,
+                      lateral=True, base_channels=16, fusion_kernel=5,
+                      conv1_kernel=(1, 7, 7), conv1_stride_t=1,
+                      pool1_stride_t=1, inflate=(0, 0, 1, 1),
+                      speed_ratio=4, channel_ratio=8),
+    fast_pathway=dict(type='resnet3d', depth=50, pretrained=None,
+                      lateral=False, base_channels=2,
+                      conv1_kernel=(5, 7, 7), conv1_stride_t=1,
+                      pool1_stride_t=1))
+
+
 def small_slowfast():
-    return ResNet3dSlowFast(
-        resample_rate=4, speed_ratio=4, channel_ratio=8,
-        slow_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                          lateral=True, base_channels=16, fusion_kernel=5,
-                          conv1_kernel=(1, 7, 7), conv1_stride_t=1,
-                          pool1_stride_t=1, inflate=(0, 0, 1, 1),
-                          speed_ratio=4, channel_ratio=8),
-        fast_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                          lateral=False, base_channels=2,
-                          conv1_kernel=(5, 7, 7), conv1_stride_t=1,
-                          pool1_stride_t=1))
+    return ResNet3dSlowFast(**copy.deepcopy(SMALL_SLOWFAST))
 
 
 def run_step(model, x, seed=1):
