@@ -67,7 +67,9 @@ class ActionFormerHead(BaseModule):
         self.loss_cls, self.loss_reg = MODELS.build(loss_cls), MODELS.build(
             loss_reg)
         self.loss_norm_momentum = loss_norm_momentum
-        self.register_buffer('loss_normalizer', torch.tensor(init_loss_norm))
+        # float: an integer in a config (100) would make a long buffer
+        self.register_buffer('loss_normalizer',
+                             torch.tensor(float(init_loss_norm)))
         self.cls_tower = self._tower(in_channels, feat_channels, num_convs)
         self.reg_tower = self._tower(in_channels, feat_channels, num_convs)
         self.cls_out = nn.Conv1d(feat_channels, num_classes, 3, padding=1)

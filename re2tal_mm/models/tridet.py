@@ -346,7 +346,7 @@ class TriDetHead(ActionFormerHead):
         super().__init__(num_classes, in_channels, feat_channels, num_convs,
                          strides, regress_ranges, center_sample_radius,
                          dict(loss_cls, reduction='none'), loss_reg,
-                         float(init_loss_norm), loss_norm_momentum,
+                         init_loss_norm, loss_norm_momentum,
                          prior_prob, init_cfg)
         self.num_bins, self.iou_weight_power = num_bins, iou_weight_power
         self.detach_boundary_feats = detach_boundary_feats
