@@ -186,7 +186,7 @@ def default_size(cfg) -> int:
 
 def record_failure(out: str, video_id: str, video_file: str,
                    err: BaseException) -> None:
-    from re2tal_mm.apis.features import write_json_atomic
+    from re2tal_mm.datasets.feature_manifest import write_json_atomic
     folder = osp.join(out, FAILURE_DIR)
     os.makedirs(folder, exist_ok=True)
     message = ' '.join(f'{type(err).__name__}: {err}'.split())
@@ -208,7 +208,7 @@ def merge_failures(out: str) -> str:
     import glob
     import json
 
-    from re2tal_mm.apis.features import _replace_from_temp
+    from re2tal_mm.datasets.feature_manifest import replace_from_temp
     rows = []
     for path in sorted(glob.glob(osp.join(glob.escape(out), FAILURE_DIR,
                                           '*.json'))):
@@ -225,7 +225,7 @@ def merge_failures(out: str) -> str:
             os.remove(target)
         return target
     text = '# video_id\tfile\terror\n' + '\n'.join(rows) + '\n'
-    _replace_from_temp(target, lambda f: f.write(text.encode()))
+    replace_from_temp(target, lambda f: f.write(text.encode()))
     return target
 
 
@@ -242,15 +242,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from mmengine.config import Config
     from tqdm import tqdm
 
-    from re2tal_mm.apis.features import (MANIFEST_NAME,
-                                         build_feature_extractor,
+    from re2tal_mm.apis.features import (build_feature_extractor,
                                          extract_video_features,
-                                         feature_settings, finished_entry,
-                                         list_videos, manifest_entry,
-                                         merge_manifest, remove_stale_temps,
-                                         save_npy_atomic, settings_digest,
-                                         shard_of, sidecar_path,
-                                         write_json_atomic)
+                                         feature_settings, list_videos,
+                                         manifest_entry, settings_digest,
+                                         shard_of)
+    from re2tal_mm.datasets.feature_manifest import (
+        MANIFEST_NAME, finished_entry, merge_manifest, remove_stale_temps,
+        save_npy_atomic, sidecar_path, write_json_atomic)
     if args.threads:
         torch.set_num_threads(args.threads)
     videos = list_videos(args.video_dir, args.ann_file, args.subset,
