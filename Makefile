@@ -10,7 +10,7 @@ CONSTRAINTS := requirements/constraints.txt
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: install test demo clean
+.PHONY: install lint test demo clean
 
 install: $(STAMP)
 
@@ -26,7 +26,11 @@ $(STAMP): setup.py $(CONSTRAINTS) requirements/runtime.txt requirements/tests.tx
 	$(BIN)/python -c "import re2tal_mm, mmaction.models"
 	touch $(STAMP)
 
-test: $(STAMP)
+# flake8 with setup.cfg (MMAction2's line length); seconds, so test runs it first
+lint: $(STAMP)
+	$(BIN)/python -m flake8
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

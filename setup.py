@@ -36,7 +36,8 @@ def add_mim_extension():
     This is the layout ``mim`` expects of an OpenMMLab package, the same that
     MMAction2's own setup.py builds.
     """
-    if 'develop' in sys.argv or any(a.startswith('editable') for a in sys.argv):
+    if 'develop' in sys.argv or any(
+            a.startswith('editable') for a in sys.argv):
         mode = 'symlink'
     elif {'sdist', 'bdist_wheel', 'bdist', 'install', 'build'} & set(sys.argv):
         mode = 'copy'
@@ -69,7 +70,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         python_requires='>=3.8',
-        packages=find_packages(exclude=('tests', 'tests.*', 'tools', 'configs')),
+        packages=find_packages(
+            exclude=('tests', 'tests.*', 'tools', 'configs')),
         include_package_data=True,
         package_data={'re2tal_mm': ['.mim/configs/**/*', '.mim/configs/*']},
         install_requires=read_requirements('runtime'),

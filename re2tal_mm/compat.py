@@ -26,7 +26,8 @@ REQUIRED_VERSIONS = {
     'mmaction2': ('1.2', '1.3', 'pip install mmaction2==1.2.0'),
     # mmcv is not an install requirement: the full mmcv (with compiled ops)
     # or mmcv-lite both provide the `mmcv` package MMAction2 needs.
-    'mmcv': ('2.0.1', '2.2', 'pip install mmcv-lite==2.1.0 (or the full mmcv)'),
+    'mmcv': ('2.0.1', '2.2',
+             'pip install mmcv-lite==2.1.0 (or the full mmcv)'),
 }
 MMCV_DISTRIBUTIONS = ('mmcv', 'mmcv-lite', 'mmcv-full')
 
@@ -47,7 +48,8 @@ def _parse(version):
 
 
 def installed_version(name):
-    """Installed version of a distribution, or None (mmcv: any of its dists)."""
+    """Installed version of a distribution, or None (mmcv: any of its
+    distributions)."""
     for dist in (MMCV_DISTRIBUTIONS if name == 'mmcv' else (name, )):
         try:
             return importlib.metadata.version(dist)
@@ -101,7 +103,7 @@ class UnavailableDRN:
 
 
 def patch_missing_drn():
-    """Install the DRN stand-in if the module is missing. Returns True if so."""
+    """Install the DRN stand-in if the module is missing; True if so."""
     if DRN_MODULE in sys.modules or not drn_is_missing():
         return False
     package = types.ModuleType(DRN_MODULE)

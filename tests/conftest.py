@@ -10,7 +10,7 @@ SHARED_DATA = osp.join(osp.dirname(REPO), 'shared', 'data')
 
 
 def run_python(code, env=None, timeout=300):
-    """Run ``code`` in a fresh interpreter (for import-order sensitive tests)."""
+    """Run ``code`` in a fresh interpreter (import-order sensitive tests)."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, '-c', code], cwd=REPO,
                           env=full_env, capture_output=True, text=True,

@@ -10,7 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
-import re2tal_mm
+import re2tal_mm  # noqa: F401  (applies the patches)
 from re2tal_mm import compat
 
 from .conftest import run_python
@@ -59,7 +59,7 @@ def test_mmcv_lite_warning_silenced_by_the_plugin():
     assert 'MultiScaleDeformableAttention' not in patched.stderr
 
 
-# --- dependency versions ------------------------------------------------------
+# --- dependency versions -------------------------------------------------
 @pytest.mark.parametrize('name,bad', [('mmcv', '2.2.0'), ('mmengine', '0.9.1'),
                                       ('mmaction2', '1.3.0'),
                                       ('mmaction2', '1.1.0'),
@@ -99,7 +99,8 @@ class TinyModel(BaseModel):
     def forward(self, inputs, targets, mode='tensor'):
         out = self.linear(torch.stack(inputs))
         if mode == 'loss':
-            return {'loss': ((out.squeeze(1) - torch.stack(targets))**2).mean()}
+            err = out.squeeze(1) - torch.stack(targets)
+            return {'loss': (err**2).mean()}
         return out
 
 
@@ -190,7 +191,8 @@ def test_checkpoint_with_foreign_global_is_refused(tmp_path):
 
 
 class SneakyGetattr:
-    """Pickles as getattr(HistoryBuffer, '__class__'): not a statistics method."""
+    """Pickles as getattr(HistoryBuffer, '__class__'): not a statistics
+    method."""
 
     def __reduce__(self):
         from mmengine.logging import HistoryBuffer

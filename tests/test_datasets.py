@@ -11,7 +11,6 @@ from re2tal_mm.evaluation import TALMetric
 from re2tal_mm.structures import TemporalGrid
 
 
-
 @pytest.fixture(autouse=True)
 def mmaction_scope():
     init_default_scope('mmaction')

@@ -1,4 +1,5 @@
-"""`mim train mmaction2 <config>` runs with the plugin switched on from the config."""
+"""`mim train mmaction2 <config>` runs with the plugin switched on from the
+config."""
 import os
 import os.path as osp
 import subprocess
@@ -37,5 +38,6 @@ def test_mim_train_with_custom_imports(tmp_path):
          f'train_dataloader.dataset.data_prefix.video={videos}'],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, \
+        result.stdout[-3000:] + result.stderr[-3000:]
     assert (work_dir / 'epoch_1.pth').exists()

@@ -90,4 +90,3 @@ def num_chunks(x: Tensor, chunks: int, chunk_bytes=None) -> int:
         total = x.numel() * x.element_size()
         n = max(n, -(-total // int(chunk_bytes)))
     return n
-

@@ -19,6 +19,7 @@ from mmaction.models.backbones.swin import (get_window_size, window_partition,
 
 from ..reversible import Chunk, num_chunks, split_range
 
+
 def chunked_window_attention(attn, windows, mask, chunk):
     """``attn(windows, mask)`` evaluated ``chunk`` windows at a time.
 

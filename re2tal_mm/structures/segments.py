@@ -47,7 +47,8 @@ class TemporalGrid:
 
 
 def pairwise_tiou(a, b):
-    """Temporal IoU of every segment of ``a`` (N, 2) with every one of ``b`` (M, 2).
+    """Temporal IoU of every segment of ``a`` (N, 2) with every one of ``b``
+    (M, 2).
 
     Works on numpy arrays or torch tensors (returns the same kind). Segments of
     zero length have tIoU 0 with everything.
@@ -71,10 +72,10 @@ def segment_nms(segments: torch.Tensor,
                 class_agnostic: bool = False):
     """Hard NMS or Gaussian Soft-NMS over 1D segments.
 
-    Soft-NMS (Bodla et al., 2017) decays the score of every remaining segment by
-    ``exp(-tiou**2 / sigma)`` after each pick; hard NMS removes remaining
-    segments with ``tiou >= iou_threshold``. Segments of different labels do not
-    suppress each other unless ``class_agnostic``.
+    Soft-NMS (Bodla et al., 2017) decays the score of every remaining segment
+    by ``exp(-tiou**2 / sigma)`` after each pick; hard NMS removes remaining
+    segments with ``tiou >= iou_threshold``. Segments of different labels do
+    not suppress each other unless ``class_agnostic``.
 
     Args:
         segments (Tensor): (N, 2) segments.

@@ -13,6 +13,7 @@ from mmengine.model import is_model_wrapper
 
 from mmaction.registry import HOOKS
 
+
 @HOOKS.register_module()
 class DumpParamsHook(Hook):
     """Save the (unwrapped) model's parameters before and after training.

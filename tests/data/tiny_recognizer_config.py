@@ -6,8 +6,9 @@ default_scope = 'mmaction'
 
 model = dict(
     type='Recognizer3D',
-    backbone=dict(type='ResNet3d', depth=18, pretrained=None, pretrained2d=False,
-                  base_channels=8, num_stages=2, out_indices=(1, ),
+    backbone=dict(type='ResNet3d', depth=18, pretrained=None,
+                  pretrained2d=False, base_channels=8, num_stages=2,
+                  out_indices=(1, ),
                   inflate=((1, 1), (1, 1)), conv1_kernel=(1, 3, 3),
                   with_pool1=False, spatial_strides=(1, 2),
                   temporal_strides=(1, 1), dilations=(1, 1)),

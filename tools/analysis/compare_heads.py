@@ -139,7 +139,7 @@ def main():
     results = {name: [] for name in MODELS_TO_COMPARE}
     for seed in args.seeds:
         train_videos, test_videos = make_data(seed, args.proto_scale,
-                                             args.blur)
+                                              args.blur)
         for name, (neck, head) in MODELS_TO_COMPARE.items():
             torch.manual_seed(seed)
             model = build(neck, head)
