@@ -33,16 +33,45 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn_and_wait(worker, args, nprocs=2, timeout=300):
+def spawn_and_wait(worker, args, nprocs=2, timeout=300, attempts=1):
     """``torch.multiprocessing.spawn`` with a deadline: a hang fails the
-    test (workers terminated) instead of blocking the suite."""
+    test (workers terminated) instead of blocking the suite.
+
+    ``args[1]`` is the rendezvous port when ``attempts > 1``: a timed-out
+    attempt is repeated on a fresh port (a port picked by :func:`free_port`
+    can be taken by another process before the workers bind it, and a rank
+    that reaches someone else's store waits forever).
+    """
     import time
 
     import torch.multiprocessing as mp
-    ctx = mp.spawn(worker, args=args, nprocs=nprocs, join=False)
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.terminate()
-            pytest.fail(f'{worker.__name__} did not finish in {timeout} s')
+    for attempt in range(attempts):
+        if attempt:
+            args = (args[0], free_port(), *args[2:])
+        ctx = mp.spawn(worker, args=args, nprocs=nprocs, join=False)
+        deadline = time.monotonic() + timeout
+        while not ctx.join(timeout=5):
+            if time.monotonic() > deadline:
+                for proc in ctx.processes:
+                    proc.terminate()
+                break
+        else:
+            return
+    pytest.fail(f'{worker.__name__} did not finish in {timeout} s '
+                f'({attempts} attempt(s))')
+
+
+def own_logger(cfg, tag='test'):
+    """Give ``cfg`` an experiment name of its own: MMEngine names the
+    Runner's logger after it (by default the config and the second the
+    Runner is built), so two Runners built in one second would share the
+    first one's logger, and log into its file."""
+    import uuid
+    cfg.experiment_name = f'{tag}_{uuid.uuid4().hex[:12]}'
+    return cfg
+
+
+def runner_log(runner):
+    """What ``runner`` has logged to its work_dir log file so far."""
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()

@@ -2,7 +2,6 @@
 dataset with a missing, a truncated and a mislabelled video; training with
 its skip list and with ``skip_undecodable``; messages naming what to fix."""
 import copy
-import glob
 import importlib.util
 import json
 import logging
@@ -21,7 +20,7 @@ from mmengine.registry import init_default_scope
 from mmaction.registry import DATASETS
 from re2tal_mm.datasets.annotations import clean_segments
 from re2tal_mm.datasets.tal_dataset import read_skip_list
-from .conftest import REPO
+from .conftest import REPO, own_logger, runner_log
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
                   're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
@@ -175,10 +174,9 @@ def demo_config(broken, work_dir, **train_dataset):
 def train(cfg):
     from mmengine.runner import Runner
     torch.set_num_threads(1)
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(own_logger(cfg, 'check_dataset'))
     runner.train()
-    logs = sorted(glob.glob(osp.join(cfg.work_dir, '*', '*.log')))
-    return runner, open(logs[-1]).read()
+    return runner, runner_log(runner)
 
 
 def test_train_with_the_skip_list(broken):

@@ -1,4 +1,5 @@
 """RewireBackboneHook under DDP and its memory probe."""
+import datetime
 import gc
 import os
 import weakref
@@ -19,7 +20,11 @@ from .conftest import free_port, spawn_and_wait
 def refused_worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
+    # a bounded wait: a rendezvous or collective that cannot complete
+    # raises instead of hanging
+    torch.distributed.init_process_group(
+        'gloo', rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=60))
     from mmengine.model import MMDistributedDataParallel
     torch.manual_seed(0)
     model = tiny_swin()
@@ -42,7 +47,7 @@ def refused_worker(rank, world, port, out_dir):
 
 def test_ddp_refuses_options_that_freeze_parameters(tmp_path):
     spawn_and_wait(refused_worker, (2, free_port(), str(tmp_path)),
-                   timeout=240)
+                   timeout=120, attempts=2)
     for rank in range(2):
         state, total, message = (tmp_path / f'rank{rank}.txt').read_text(
         ).split('|', 2)

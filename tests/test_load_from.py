@@ -7,7 +7,6 @@ checkpoint gets every backbone tensor (plain and rewired), ignores
 a warning naming what is missing.
 """
 import copy
-import glob
 import os.path as osp
 
 import pytest
@@ -16,7 +15,7 @@ from mmengine.config import Config
 
 import re2tal_mm  # noqa: F401
 from re2tal_mm.rewiring import is_rewired
-from .conftest import REPO
+from .conftest import REPO, own_logger, runner_log
 from .test_engine import TinySyntheticVideos  # noqa: F401 (registers it)
 from .test_reversible import SMALL_SLOWFAST
 
@@ -75,11 +74,9 @@ def localizer_runner(backbone, load_from, work_dir, rewire):
     cfg.model.rewire = rewire
     cfg.load_from = load_from
     cfg.work_dir = str(work_dir)
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(own_logger(cfg, 'load_from'))
     runner.load_or_resume()
-    log = open(sorted(glob.glob(osp.join(str(work_dir), '*', '*.log')))[-1]
-               ).read()
-    return runner.model, log
+    return runner.model, runner_log(runner)
 
 
 @pytest.mark.parametrize('rewire', [None, dict(mode='reversible')],

@@ -2,7 +2,6 @@
 checkpoints, ``mim test`` (Runner.test) and ``localize_video``, and both give
 the same detections on the same video."""
 import copy
-import glob
 import json
 import os.path as osp
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ from mmengine.config import Config
 import re2tal_mm  # noqa: F401
 from re2tal_mm.engine import META_KEY, RewireBackboneHook
 from re2tal_mm.rewiring import is_rewired, rewiring_spec
-from .conftest import REPO
+from .conftest import REPO, own_logger, runner_log
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
                   're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
@@ -67,20 +66,15 @@ def test_checkpoint_records_the_rewiring(trained):
     assert ckpt['meta'][META_KEY] == dict(mode='reversible')
 
 
-def last_log(work_dir):
-    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
-    return open(logs[-1]).read()
-
-
 def runner_test(trained, name, **model):
     from mmengine.runner import Runner
     work = trained.root / name
     cfg = demo_config(trained.data, work, **model)
     cfg.load_from = trained.ckpt
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(own_logger(cfg, name))
     runner.test()
     results = json.load(open(work / 'results.json'))['results']
-    return runner, results[trained.video_id], last_log(str(work))
+    return runner, results[trained.video_id], runner_log(runner)
 
 
 def test_localize_video_equals_mim_test(trained):
