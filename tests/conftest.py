@@ -75,3 +75,15 @@ def runner_log(runner):
     """What ``runner`` has logged to its work_dir log file so far."""
     with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         return f.read()
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Tiny ops: one torch thread avoids spinning on a shared CPU (restored
+    after the module). Use with ``pytestmark = pytest.mark.usefixtures(
+    'one_thread')``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -56,14 +56,12 @@ def load_tool():
     return module
 
 
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
 @pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One thread: a shared CPU makes several threads spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def mmaction_scope():
     init_default_scope('mmaction')
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

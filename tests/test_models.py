@@ -13,13 +13,7 @@ from mmaction.structures import ActionDataSample
 from re2tal_mm.structures import segment_nms
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops: one thread avoids spinning on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ------------------------------------------------------------------ NMS

@@ -18,13 +18,7 @@ from tests.test_localizer import (C, K, WIN, average_precision, make_video,
 STRIDES = (1, 2, 4, 8, 16, 32)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops: one thread avoids spinning on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _neck(**kw):
