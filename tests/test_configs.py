@@ -185,10 +185,22 @@ class _StepCheck(Hook):
                         if not torch.equal(p, params[n].detach())]
 
 
+def predicts_segments(model, sample):
+    """The trained model localizes one test sample: finite scores, at least
+    one segment. Returns the predicted data sample."""
+    from mmengine.dataset import pseudo_collate
+    model.eval()
+    with torch.no_grad():
+        (pred, ) = model.test_step(pseudo_collate([sample]))
+    inst = pred.pred_instances
+    assert inst.segments.shape[-1] == 2 and len(inst.segments) > 0
+    assert torch.isfinite(inst.scores).all()
+    return pred
+
+
 @pytest.mark.parametrize('config', VIDEO_CONFIGS,
                          ids=[osp.basename(p)[:-3] for p in VIDEO_CONFIGS])
 def test_config_trains_one_iteration(config, fake_data, tmp_path):
-    from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
@@ -250,12 +262,8 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
 
     # the rewired model localizes a test sample (the test-time path, with the
     # external classifier fusion for ActivityNet)
-    model.eval()
-    with torch.no_grad():
-        (pred, ) = model.test_step(pseudo_collate([sample]))
+    pred = predicts_segments(model, sample)
     inst = pred.pred_instances
-    assert inst.segments.shape[-1] == 2 and len(inst.segments) > 0
-    assert torch.isfinite(inst.scores).all()
     if cfg.model.post_processor.get('external_classifier'):
         with open(cfg.model.post_processor.external_classifier) as f:
             cls = torch.tensor(json.load(f)['results'][
@@ -287,7 +295,6 @@ def fake_features(out_dir, num_classes, channels, fps, stride, steps=40):
 @pytest.mark.parametrize('config', FEATURE_CONFIGS,
                          ids=[osp.basename(p)[:-3] for p in FEATURE_CONFIGS])
 def test_feature_config_trains_one_iteration(config, tmp_path):
-    from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
@@ -332,9 +339,4 @@ def test_feature_config_trains_one_iteration(config, tmp_path):
     assert math.isfinite(check.loss), check.loss
     assert any(n.startswith('neck.') for n in check.changed)
     assert any(n.startswith('head.') for n in check.changed)
-    model.eval()
-    with torch.no_grad():
-        (pred, ) = model.test_step(pseudo_collate([sample]))
-    inst = pred.pred_instances
-    assert inst.segments.shape[-1] == 2 and len(inst.segments) > 0
-    assert torch.isfinite(inst.scores).all()
+    predicts_segments(model, sample)
