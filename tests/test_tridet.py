@@ -87,10 +87,13 @@ def test_sgp_large_kernel_and_block_shapes():
 # ------------------------------------------------- the boundary expectation
 def _brute_force(start, end, off, mask, nb):
     """d_s(t, c) = sum_b b softmax_b(R_s[t - b, c] + C_s[t, b]) over the
-    valid t - b (b = 0 always), d_e alike with t + b; loops only."""
+    valid t - b (b = 0 always) and the one instant just before the valid
+    sequence (response 0), d_e alike with t + b; loops only."""
     B, Kb, T = start.shape
     out = torch.zeros(B, T, Kb, 2, dtype=start.dtype)
     for b in range(B):
+        first = int(mask[b].nonzero().min())
+        last = int(mask[b].nonzero().max())
         for t in range(T):
             for c in range(Kb):
                 for side, (resp, sign) in enumerate(((start, -1),
@@ -98,10 +101,14 @@ def _brute_force(start, end, off, mask, nb):
                     logits, dists = [], []
                     for d in range(nb + 1):
                         u = t + sign * d
+                        c_off = off[b, side * (nb + 1) + d, t]
                         if d == 0 or (0 <= u < T and mask[b, u]):
-                            logits.append(resp[b, c, u] +
-                                          off[b, side * (nb + 1) + d, t])
-                            dists.append(float(d))
+                            logits.append(resp[b, c, u] + c_off)
+                        elif u == (first - 1 if sign < 0 else last + 1):
+                            logits.append(c_off)  # the virtual instant
+                        else:
+                            continue
+                        dists.append(float(d))
                     p = torch.stack(logits).softmax(0)
                     out[b, t, c, side] = (p * torch.tensor(
                         dists, dtype=p.dtype)).sum()
@@ -127,10 +134,10 @@ def test_boundary_expectation_matches_brute_force(Kb):
     dist = expected_distance(head.boundary_logits(start, end, off, mask))
     ref = _brute_force(start, end, off, mask, nb)
     assert torch.allclose(dist, ref, atol=1e-12)
-    # distances stay inside the valid sequence
-    assert bool((dist[1, :, :, 1] <= (5 - torch.arange(9)).clamp(
+    # distances reach at most one instant past the valid sequence
+    assert bool((dist[1, :, :, 1] <= (6 - torch.arange(9)).clamp(
         min=0)[:, None] + 1e-9).all())
-    assert float(dist[:, 0, :, 0].abs().max()) < 1e-12  # nothing before 0
+    assert float(dist[:, 0, :, 0].max()) <= 1  # only the instant before 0
 
 
 def test_boundary_expectation_gradcheck():
@@ -148,7 +155,44 @@ def test_boundary_expectation_gradcheck():
     win = neighbour_responses(s, mask, nb, 'start')
     assert win.shape == (2, 6, 2, nb + 1)
     assert torch.equal(win[:, :, :, 0], start.transpose(1, 2))
-    assert torch.isinf(win[:, 0, :, 1:]).all()
+    assert float(win[:, 0, :, 1].abs().max()) == 0  # the virtual instant
+    assert torch.isinf(win[:, 0, :, 2:]).all()
+
+
+@pytest.mark.parametrize('valid', [8, 6])
+def test_boundaries_reach_the_sequence_border(valid):
+    """A level's instants sit at 0, s, ..., T - s, the sequence reaches
+    T - 0.5 (or T): an action clipped by the window ends up to one stride
+    after the last instant (starts half a grid step before the first). With
+    the neighbours outside the sequence excluded, the expectation was capped
+    at the border instant (the end error of such targets was -(s - 0.5) / s
+    strides on trained models: -0.72 at stride 2, -0.75 at stride 4)."""
+    nb, T = 4, 8
+    head = _head(num_classes=1, num_bins=nb,
+                 class_aware_boundaries=False).double()
+    mask = (torch.arange(T) < valid)[None]
+    last = valid - 1
+    # hand-made: every response -30 but the last valid instant's end and the
+    # first instant's start (0, the virtual neighbour's response): the
+    # expected distance splits evenly between the border instant and the
+    # virtual one, whatever the centre offsets of the others
+    start = torch.full((1, 1, T), -30., dtype=torch.double)
+    end = start.clone()
+    end[0, 0, last], start[0, 0, 0] = 0., 0.
+    off = torch.zeros(1, 2 * (nb + 1), T, dtype=torch.double)
+    dist = expected_distance(head.boundary_logits(start, end, off, mask))
+    for t in range(max(0, last - nb + 1), last + 1):
+        assert abs(float(dist[0, t, 0, 1]) - (last - t + 0.5)) < 1e-9, t
+    for t in range(nb):
+        assert abs(float(dist[0, t, 0, 0]) - (t + 0.5)) < 1e-9, t
+    # a centre offset in favour of the virtual bin pushes it further out
+    # (0.75: a clipped end at stride 4); never past the virtual instant
+    off[0, nb + 1 + 1, last] = float(np.log(3.))
+    dist = expected_distance(head.boundary_logits(start, end, off, mask))
+    assert abs(float(dist[0, last, 0, 1]) - 0.75) < 1e-9
+    off[0, nb + 1 + 2, last] = 50.  # bin 2: outside, excluded
+    dist = expected_distance(head.boundary_logits(start, end, off, mask))
+    assert abs(float(dist[0, last, 0, 1]) - 0.75) < 1e-9
 
 
 def test_head_gradients_are_finite_and_reach_every_branch():
