@@ -9,7 +9,6 @@ import importlib.util
 import logging
 import os.path as osp
 import pickle
-import re
 import sys
 import types
 import warnings
@@ -34,19 +33,6 @@ MMCV_DISTRIBUTIONS = ('mmcv', 'mmcv-lite', 'mmcv-full')
 _applied = False
 
 
-def _parse(version):
-    """A comparable tuple for a release string ('2.13.0+cpu' -> (2, 13, 0))."""
-    parts = []
-    for piece in version.split('+')[0].split('.'):
-        digits = re.match(r'\d*', piece).group()
-        if not digits:
-            break
-        parts.append(int(digits))
-        if digits != piece:  # a pre-release such as 0rc4 ends the release
-            break
-    return tuple(parts)
-
-
 def installed_version(name):
     """Installed version of a distribution, or None (mmcv: any of its
     distributions)."""
@@ -61,17 +47,21 @@ def installed_version(name):
 def check_dependencies(version_of=installed_version):
     """Fail with one message naming the package, the version found and the
     range needed when a dependency is missing or out of range."""
+    found = {name: version_of(name) for name in REQUIRED_VERSIONS}
     for name, (low, high, hint) in REQUIRED_VERSIONS.items():
-        found = version_of(name)
-        wanted = f'>={low}' + (f',<{high}' if high else '')
-        if found is None:
+        if found[name] is None:
+            wanted = f'>={low}' + (f',<{high}' if high else '')
             raise ImportError(f're2tal_mm needs {name}{wanted}, which is not '
                               f'installed: {hint}')
-        release = _parse(found)
-        if release < _parse(low) or (high and release >= _parse(high)):
+    from mmengine.utils import digit_version  # installed: checked above
+    for name, (low, high, hint) in REQUIRED_VERSIONS.items():
+        wanted = f'>={low}' + (f',<{high}' if high else '')
+        release = digit_version(found[name])
+        if release < digit_version(low) or \
+                (high and release >= digit_version(high)):
             raise ImportError(
-                f're2tal_mm needs {name}{wanted}, but {name}=={found} is '
-                f'installed: {hint}')
+                f're2tal_mm needs {name}{wanted}, but '
+                f'{name}=={found[name]} is installed: {hint}')
 
 
 # ---------------------------------------------------------------------------

@@ -85,8 +85,13 @@ def test_missing_mmcv_says_what_to_install():
 
 def test_installed_stack_passes_and_versions_parse():
     compat.check_dependencies()
-    assert compat._parse('2.0.0rc4') == (2, 0, 0)
-    assert compat._parse('2.13.0+cpu') == (2, 13, 0)
+    versions = {'torch': '2.13.0+cpu', 'mmengine': '0.10.7',
+                'mmaction2': '1.2.0', 'mmcv': '2.1.0'}
+    compat.check_dependencies(versions.get)  # a local version label
+    with pytest.raises(ImportError, match='mmengine==0.11.0 '):
+        compat.check_dependencies(dict(versions, mmengine='0.11.0').get)
+    with pytest.raises(ImportError, match='torch==2.4.0rc1'):  # before 2.4
+        compat.check_dependencies(dict(versions, torch='2.4.0rc1').get)
 
 
 # --- resume under torch's weights-only default -------------------------------

@@ -183,7 +183,7 @@ def test_decoder_is_asked_for_one_window_at_a_time(model, long_video,
                                      0.5)
     assert len(windows) > 5
     assert calls['opened'] == 1  # opened once, for all windows
-    # decord is asked in chunks of TALVideoDecode's chunk_size (16)
+    # decord is asked in calls of TALVideoDecode's frames_per_call (16)
     per_call = num_steps if backend == 'pyav' else 16
     assert calls['asked'] == [per_call] * (num_steps // per_call *
                                            len(windows))

@@ -280,7 +280,7 @@ def _video_batch(T=16):
 
 def test_video_mode_training_step_and_predict():
     torch.manual_seed(0)
-    model = _video_model(backbone_chunk_frames=8)
+    model = _video_model(backbone_frames_per_call=8)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     data = model.data_preprocessor(_video_batch(), True)
     assert data['inputs'].shape == (2, 1, 3, 16, 32, 32)
@@ -294,7 +294,7 @@ def test_video_mode_training_step_and_predict():
     assert grad is not None and grad.abs().sum() > 0
     opt.step()
     model.eval()
-    with torch.no_grad():  # chunked backbone at inference (2 chunks)
+    with torch.no_grad():  # backbone at inference in 2 calls
         out = model(**model.data_preprocessor(_video_batch()), mode='predict')
     p = out[1].pred_instances
     assert p.segments.shape[1] == 2 and len(p.scores) == len(p.labels)

@@ -10,7 +10,7 @@ from re2tal_mm.reversible import (ResidualFunction, reconstruction_error,
                                   reversible_chain, rewired_loop)
 from re2tal_mm.rewiring import (is_rewired, rewire, rewired_stages,
                                 rewiring_summary, unwire)
-from re2tal_mm.rewiring.swin import block_functions
+from re2tal_mm.rewiring.swin import LazyMask, block_functions
 
 torch.set_num_threads(1)
 
@@ -103,7 +103,7 @@ def test_drop_path_rng_replay_and_global_rng_state():
     model.train()
     x = torch.randn(1, 3, 4, 32, 32, dtype=torch.float64)
     out_a, grads_a, rng_a, out_r, grads_r, rng_r = compare_modes(
-        model, x, attention_chunk=3)
+        model, x, windows_per_call=3)
     assert torch.equal(out_a[0], out_r[0])
     assert max_rel(grads_a, grads_r) <= 1e-10
     assert torch.equal(rng_a, rng_r)
@@ -154,11 +154,11 @@ def test_reconstruction_full_size_swin_t_stage(dtype, tol):
     model.train()
     layer = model.layers[2]  # 6 blocks, 384 channels, 12 functions
     x = torch.randn(1, 4, 14, 14, 384, dtype=dtype)
-    mask = None
-    from mmaction.models.backbones.swin import compute_mask, get_window_size
+    from mmaction.models.backbones.swin import get_window_size
     ws, ss = get_window_size((4, 14, 14), layer.window_size, layer.shift_size)
-    mask = compute_mask(4, 14, 14, ws, ss, x.device)
-    err = reconstruction_error(block_functions(layer, mask), x)
+    mask = LazyMask(4, 14, 14, ws, ss, x.device)
+    err = reconstruction_error(block_functions(layer, mask, dict(pieces=1)),
+                               x)
     assert err <= tol
 
 
@@ -198,17 +198,19 @@ def test_state_dict_identity_checkpoint_load_and_unwire():
         assert torch.equal(model(x), reference(x))
 
 
-def test_chunked_window_attention_same_function():
+def test_windows_per_call_is_the_same_attention():
     torch.manual_seed(0)
     model = small_swin().double()
     model.eval()
     x = torch.randn(1, 3, 4, 32, 32, dtype=torch.float64)
     with torch.no_grad():
-        whole = rewire(model, 'autograd', attention_chunk=0)(x)
-        chunked = rewire(model, 'autograd', attention_chunk=3)(x)
-    assert torch.allclose(whole, chunked, rtol=1e-12, atol=1e-14)
-    with pytest.raises(TypeError, match='attention_chunk'):
-        rewire(model, attention_chunks=2)
+        whole = rewire(model, 'autograd', windows_per_call=0)(x)
+        sliced = rewire(model, 'autograd', windows_per_call=3)(x)
+    assert torch.allclose(whole, sliced, rtol=1e-12, atol=1e-14)
+    with pytest.raises(TypeError, match='windows_per_calls'):
+        rewire(model, windows_per_calls=2)
+    with pytest.raises(TypeError, match="'chunks' is now called 'pieces'"):
+        rewire(model, chunks=2)
 
 
 def test_unsupported_module_raises_type_error():

@@ -1,5 +1,5 @@
-"""Adapters for the rest of MMAction2's zoo: ViT (VideoMAE), MViT, X3D, 2D
-ResNet (TSN) and ResNetTSM, on tiny float64 models."""
+"""Adapters of MMAction2's zoo: Swin, ViT (VideoMAE), MViT, X3D, 2D ResNet
+(TSN) and ResNetTSM, on tiny float64 models."""
 import copy
 import inspect
 import os.path as osp
@@ -10,8 +10,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
 from mmaction.models.backbones import (MViT, X3D, ResNet, ResNet3d,
-                                       ResNetTSM, VisionTransformer)
-from re2tal_mm.reversible import relative_error
+                                       ResNetTSM, SwinTransformer3D,
+                                       VisionTransformer)
+from re2tal_mm.reversible import function, relative_error
 from re2tal_mm.rewiring import (find_backbones, mvit, resnet2d, resnet_tsm,
                                 rewire, rewired_stages, rewiring_summary,
                                 unwire, vit, x3d)
@@ -36,6 +37,12 @@ VIDEO = (2, 3, 4, 32, 32)
 FRAMES = (4, 3, 32, 32)  # (N * T, C, H, W) with N = 2, T = 2
 # name: (builder, input shape, expected (stage, reversible, blocks) rows)
 CASES = {
+    # window 2x4x4 on a 2x8x8 token grid, two stages with a PatchMerging
+    'swin': (lambda: SwinTransformer3D(
+        arch=dict(embed_dims=8, depths=(2, 2), num_heads=(2, 2)),
+        window_size=(2, 4, 4), pretrained=None, pretrained2d=False,
+        drop_path_rate=0.3, out_indices=(1, )), VIDEO,
+             [('layers.0', 2, 2), ('layers.1', 2, 2)]),
     'vit': (lambda: tiny_vit(init_values=0.1, drop_path_rate=0.3), VIDEO,
             [('blocks', 3, 3)]),
     # 48 px input: the position embedding is resized
@@ -138,12 +145,23 @@ def test_drop_path_makes_steps_differ():
     assert not torch.allclose(a, b)
 
 
-def test_vit_head_chunk_is_the_same_attention():
+def test_vit_sdpa_is_the_upstream_attention():
+    """``attention='sdpa'`` (whole and in head groups) against the
+    block's own ``Attention`` in float64, both modes, drop path on."""
     model, x = build('vit')
-    model.eval()
-    with torch.no_grad():
-        outs = [rewire(model, head_chunk=c)(x) for c in (0, 1)]
-    torch.testing.assert_close(*outs, rtol=1e-12, atol=1e-14)
+    rewire(model, 'autograd')
+    gx_u, grads_u = train_step(model, x)
+    for options in (dict(attention='sdpa'),
+                    dict(attention='sdpa', pieces=3)):
+        for mode in ('autograd', 'reversible'):
+            model.zero_grad(set_to_none=True)
+            rewire(model, mode, **options)
+            gx, grads = train_step(model, x)
+            assert relative_error(gx, gx_u) < 1e-10, (mode, options)
+            assert max(relative_error(grads[n], grads_u[n])
+                       for n in grads_u) < 1e-10, (mode, options)
+    with pytest.raises(TypeError, match="'head_chunk' was removed"):
+        rewire(model, head_chunk=2)
 
 
 @pytest.mark.parametrize('name', list(CASES))
@@ -184,7 +202,11 @@ def zero_branches(model):
     MLP; last BatchNorm of a conv block)."""
     from mmaction.models.backbones.resnet import BasicBlock, Bottleneck
     from mmaction.models.backbones.x3d import BlockX3D
-    if hasattr(model, 'blocks'):
+    if hasattr(model, 'layers') and hasattr(model.layers[0], 'blocks'):
+        parts = [p for layer in model.layers for blk in layer.blocks
+                 for p in (blk.attn, blk.mlp)]  # Swin
+        kind = torch.nn.Linear
+    elif hasattr(model, 'blocks'):
         parts = [p for blk in model.blocks for p in (blk.attn, blk.mlp)]
         kind = torch.nn.Linear
     else:
@@ -231,6 +253,114 @@ def test_tsm_block_shift_stays_plain():
                       shift_place='block')
     rewire(model)
     assert all(r['reversible_blocks'] == 0 for r in rewiring_summary(model))
+
+
+def scaled(method):
+    """``method`` with its (first) output times 1.5."""
+
+    def patched(*args, **kwargs):
+        out = method(*args, **kwargs)
+        if isinstance(out, tuple):
+            return (out[0] * 1.5, *out[1:])
+        return out * 1.5
+    return patched
+
+
+def upstream(path: str):
+    """``(class, method name)`` from ``'module:Class.method'``."""
+    module, attr = path.split(':')
+    cls, name = attr.split('.')
+    return getattr(__import__(module, fromlist=[cls]), cls), name
+
+
+# the upstream code each adapter's functions run, by default options
+UPSTREAM = [
+    ('swin', 'mmaction.models.backbones.swin:'
+     'SwinTransformerBlock3D.forward_part1'),
+    ('swin', 'mmaction.models.backbones.swin:'
+     'SwinTransformerBlock3D.forward_part2'),
+    ('swin', 'mmaction.models.backbones.swin:WindowAttention3D.forward'),
+    ('vit', 'mmaction.models.backbones.vit_mae:Attention.forward'),
+    ('vit', 'mmcv.cnn.bricks.transformer:FFN.forward'),
+    ('mvit', 'mmaction.models.backbones.mvit:MultiScaleAttention.forward'),
+    ('mvit', 'mmaction.models.backbones.mvit:MultiScaleBlock.forward'),
+    ('x3d', 'mmaction.models.backbones.x3d:SEModule.forward'),
+    ('resnet', 'mmcv.cnn:ConvModule.forward'),
+    ('tsm', 'mmaction.models.backbones.resnet_tsm:TemporalShift.forward'),
+]
+
+
+@pytest.mark.parametrize('name,path', UPSTREAM)
+def test_rewired_output_runs_the_upstream_method(name, path, monkeypatch):
+    """A change of MMAction2's (or mmcv's) block code reaches the rewired
+    model: patched at class level, the output moves, in both modes."""
+    model, x = build(name)
+    model.eval()
+    cls, method = upstream(path)
+    for mode in ('autograd', 'reversible'):
+        rewire(model, mode)
+        with torch.no_grad():
+            before = flat(model(x))
+            with monkeypatch.context() as m:
+                m.setattr(cls, method, scaled(getattr(cls, method)))
+                after = flat(model(x))
+        assert any(not torch.allclose(a, b) for a, b in zip(after, before))
+
+
+FLOOR_CASES = {
+    'swin': CASES['swin'][0],
+    'vit': CASES['vit'][0],
+    'mvit': CASES['mvit'][0],
+    'x3d': lambda: X3D(gamma_w=0.5, num_stages=2, spatial_strides=(2, 2),
+                       gamma_d=2, se_style='half',
+                       norm_eval=True),
+    'resnet': lambda: ResNet(50, pretrained=None, num_stages=2,
+                             out_indices=(0, 1), strides=(1, 2),
+                             dilations=(1, 1), norm_eval=True),
+    'tsm': lambda: ResNetTSM(18, num_segments=2, shift_div=4,
+                             pretrained=None, norm_eval=True),
+}
+
+
+@pytest.mark.parametrize('name', list(FLOOR_CASES))
+def test_memory_floor_is_exact_and_computes_in_pieces(name, monkeypatch):
+    """``memory='floor'``: the gradients of ``'autograd'`` to 1e-10 in
+    float64 (drop path on where the case has it), and some residual
+    function is really computed in several pieces."""
+    torch.manual_seed(0)
+    ref = FLOOR_CASES[name]().double()
+    ref.train()
+    x = torch.randn(CASES[name][1], dtype=torch.float64)
+    floor = copy.deepcopy(ref)
+    rewire(ref, 'autograd')
+    rewire(floor, 'reversible', memory='floor', pieces=3)
+    counts, pieces_of = [], function.pieces_of
+
+    def counted(f, t):  # split once: it may draw a drop-path mask
+        pieces = pieces_of(f, t)
+        counts.append(len(pieces))
+        return pieces
+    monkeypatch.setattr(function, 'pieces_of', counted)
+    gx_ref, g_ref = train_step(ref, x)
+    gx, g = train_step(floor, x)
+    assert max(counts) >= 3
+    assert relative_error(gx, gx_ref) < 1e-10
+    scale = max(t.norm() for t in g_ref.values())
+    assert max((g[n] - g_ref[n]).norm() / max(g_ref[n].norm(), 1e-6 * scale)
+               for n in g_ref) < 1e-10
+
+
+def test_memory_presets_choose_options():
+    model, _ = build('swin')
+    rewire(model, memory='floor')
+    options = rewired_stages(model)[0].options
+    assert options['pieces'] == 8 and options['merging'] == 'recompute'
+    rewire(model, memory='floor', merging='checkpoint')  # given wins
+    assert rewired_stages(model)[0].options['merging'] == 'checkpoint'
+    rewire(model, memory='fast')
+    assert rewired_stages(model)[0].options['windows_per_call'] == 0
+    with pytest.raises(ValueError, match='memory must be one of'):
+        rewire(model, memory='least')
 
 
 def test_adapter_modules_are_small():

@@ -123,9 +123,9 @@ def test_frames_agree_with_decord(videos, name):
     decord_res, pyav_res = open_video(videos[name], 'decord'), \
         open_video(videos[name], 'pyav')
     for inds in index_sets:
-        a, b = decode(decord_res, inds, chunk_size=3), \
+        a, b = decode(decord_res, inds, frames_per_call=3), \
             decode(pyav_res, inds)
-        whole = decode(decord_res, inds, chunk_size=0)  # one decord call
+        whole = decode(decord_res, inds, frames_per_call=0)  # one decord call
         assert np.array_equal(np.stack(a), np.stack(whole))
         assert [read_stamp(x) for x in a] == list(inds)
         assert [read_stamp(x) for x in b] == list(inds)

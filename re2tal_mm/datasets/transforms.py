@@ -91,18 +91,18 @@ class TALVideoDecode(BaseTransform):
     frame that cannot be decoded is an ``IOError`` naming the file.
 
     Args:
-        chunk_size (int): decord only: frames asked of decord per call, each
-            chunk copied into the window's array as it comes, so decord's
+        frames_per_call (int): decord only: frames asked of decord per call,
+            each batch copied into the window's array as it comes, so decord's
             batch and its numpy copy do not both hold the whole window (the
             frames are the same). 0: the whole window in one call, as
             MMAction2's ``DecordDecode``. Defaults to 16.
     """
 
-    def __init__(self, chunk_size: int = 16) -> None:
-        self.chunk_size = chunk_size
+    def __init__(self, frames_per_call: int = 16) -> None:
+        self.frames_per_call = frames_per_call
 
     def _decord_frames(self, reader, inds: np.ndarray) -> List[np.ndarray]:
-        step = self.chunk_size or len(inds)
+        step = self.frames_per_call or len(inds)
         out = None
         for k in range(0, len(inds), step):
             part = reader.get_batch(inds[k:k + step]).asnumpy()

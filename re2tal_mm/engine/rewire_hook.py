@@ -1,8 +1,9 @@
 """``RewireBackboneHook``: rewire the runner's backbone before training."""
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import torch
 from mmengine.logging import MMLogger
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mmaction.registry import HOOKS
@@ -30,13 +31,12 @@ def format_summary(rows) -> str:
     return '\n'.join(lines)
 
 
-def non_reversible_layers(model):
+def non_reversible_layers(model: nn.Module) -> Iterator[tuple]:
     """``(name, module, policy)`` of every layer outside the reversible
     chains, for backbones whose adapter lists them."""
     for name, backbone, adapter in find_backbones(model):
-        if not hasattr(adapter, 'non_reversible'):
-            continue
-        for sub, module, policy in adapter.non_reversible(backbone):
+        for sub, module, policy in adapter.non_reversible(
+                backbone, rewired_stages(backbone)):
             yield (f'{name}.{sub}' if name else sub), module, policy
 
 
@@ -153,11 +153,11 @@ class RewireBackboneHook(RewiringMetaHook):
         check_inversion_interval (int, optional): Every this many training
             iterations, measure and log the relative reconstruction error of
             each reversible stage (numerical drift monitor). Defaults to None.
-        rewire_options (dict, optional): Adapter options passed to
-            :func:`rewire`, e.g. ``dict(attention_chunk=16)``; for the
-            memory floor ``dict(chunks=8, merging='recompute')`` (Swin) or
-            ``dict(chunks=4, chunk_mib=64)``: recompute in pieces, at least
-            ``chunks`` and each piece's input at most ``chunk_mib`` MiB.
+        rewire_options (dict, optional): Options passed to :func:`rewire`:
+            a memory preset (``dict(memory='floor')``: piecewise recompute
+            and non-reversible layers recomputed or checkpointed) and
+            adapter options overriding it, e.g. ``dict(pieces=4)``.
+            Defaults to None.
         report_memory (bool): On the first training iteration, measure and
             log what each non-reversible layer keeps for the backward under
             the chosen option (kept, checkpoint, recompute, frozen): byte

@@ -29,7 +29,7 @@ def unwrap(model):
 
 
 def describe(spec: Optional[dict]) -> str:
-    """``'reversible (chunks=8)'``, ``'not rewired'`` ..."""
+    """``'rewired reversible (memory='floor')'``, ``'not rewired'`` ..."""
     if spec is None:
         return 'not rewired'
     if spec == UNRECORDED:

@@ -4,23 +4,13 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import Scale
 from mmengine.model import BaseModule
 
 from mmaction.registry import MODELS
 from .neck import ChannelLayerNorm
 
 INF = 1e8
-
-
-class Scale(nn.Module):
-    """A learnable scalar multiplier (one per pyramid level)."""
-
-    def __init__(self, value=1.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(float(value)))
-
-    def forward(self, x):
-        return x * self.scale
 
 
 @MODELS.register_module()

@@ -93,10 +93,12 @@ class TemporalActionLocalizer(BaseModel):
             ``ActionDataPreprocessor`` (``NCTHW`` in video mode).
         feat_len (int, optional): Detector length of the backbone output
             (``None`` keeps the backbone's own length).
-        backbone_chunk_frames (int, optional): At inference, run the backbone
-            over chunks of this many frames and concatenate in time (use a
-            multiple of the backbone's temporal downsampling).
-        chunk_in_training (bool): Also chunk while training.
+        backbone_frames_per_call (int, optional): At inference, run the
+            backbone on this many frames per call and concatenate in time
+            (use a multiple of the backbone's temporal downsampling).
+            Defaults to None (all frames in one call).
+        split_calls_in_training (bool): Also split the backbone calls while
+            training. Defaults to False.
         frames_as_batch (bool): The backbone is a 2D image network (TSN /
             TSM ResNets): frames are folded into the batch, ``(B*T, C, H,
             W)``, and its outputs unfolded back to ``(B, C', T)``. For TSM,
@@ -119,8 +121,8 @@ class TemporalActionLocalizer(BaseModel):
                  post_processor: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  feat_len: Optional[int] = None,
-                 backbone_chunk_frames: Optional[int] = None,
-                 chunk_in_training: bool = False,
+                 backbone_frames_per_call: Optional[int] = None,
+                 split_calls_in_training: bool = False,
                  frames_as_batch: bool = False, spatial_pool: str = 'avg',
                  grid_center: float = 0., pad_divisor: Optional[int] = None,
                  init_cfg: Optional[dict] = None):
@@ -147,9 +149,10 @@ class TemporalActionLocalizer(BaseModel):
                                            dict(type='TALPostProcessor'))
         self.spatial_pool = spatial_pool
         self.frames_as_batch = frames_as_batch
-        self.feat_len, self.chunk = feat_len, backbone_chunk_frames
-        self.chunk_in_training, self.grid_center = chunk_in_training, \
-            grid_center
+        self.feat_len = feat_len
+        self.frames_per_call = backbone_frames_per_call
+        self.split_calls_in_training = split_calls_in_training
+        self.grid_center = grid_center
         self.pad_divisor = pad_divisor or max(self.head.strides)
 
     # ----------------------------------------------------------- features
@@ -182,12 +185,12 @@ class TemporalActionLocalizer(BaseModel):
 
     def run_backbone(self, frames):
         """(B, C, T, H, W) frames to (B, C', T') spatially pooled features."""
-        chunk = self.chunk if (not self.training or
-                               self.chunk_in_training) else None
-        if chunk is None or frames.shape[2] <= chunk:
+        n = self.frames_per_call if (not self.training or
+                                     self.split_calls_in_training) else None
+        if n is None or frames.shape[2] <= n:
             return self._pool(self._backbone(frames), frames.shape[0])
         return torch.cat([self._pool(self._backbone(c), frames.shape[0])
-                          for c in frames.split(chunk, dim=2)], -1)
+                          for c in frames.split(n, dim=2)], -1)
 
     def _backbone(self, frames):
         if self.frames_as_batch:

@@ -2,18 +2,10 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn.bricks.drop import drop_path
 from mmengine.model import BaseModule
 
 from mmaction.registry import MODELS
-
-
-def drop_path(x, prob, training):
-    """Stochastic depth: drop the whole residual branch per sample."""
-    if prob == 0. or not training:
-        return x
-    keep = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(
-        1 - prob)
-    return x * keep / (1 - prob)
 
 
 class ChannelLayerNorm(nn.LayerNorm):

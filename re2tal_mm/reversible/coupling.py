@@ -25,7 +25,7 @@ class ResidualFunction(NamedTuple):
             parameters receive gradients and their BatchNorm statistics are
             protected during the recompute.
         split (Callable, optional): ``split(x)`` returns the pieces
-            (:class:`~.chunking.Chunk`) ``fn(x)`` can be computed in; the
+            (:class:`~.pieces.Piece`) ``fn(x)`` can be computed in; the
             reversible engine then runs the forward, the recompute and its
             backward piece by piece. It is called once per (re)computation
             inside the replayed RNG state, so it may draw random numbers

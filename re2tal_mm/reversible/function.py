@@ -1,12 +1,12 @@
 """The autograd Function of a reversible chain and the stage runner."""
 from contextlib import contextmanager
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 from torch.autograd.profiler import record_function
 
-from .chunking import Chunk, add_at_, take, whole_chunk
+from .pieces import Piece, add_at_, take, whole_piece
 from .coupling import (AutocastState, ResidualFunction, RNGState,
                        frozen_running_stats, merge_streams,
                        reconstruction_error, rewired_loop)
@@ -29,9 +29,9 @@ def trainable_parameters(
     return params
 
 
-def pieces(f: ResidualFunction, x: Tensor) -> Sequence[Chunk]:
-    """The chunks ``f`` is computed in (one when it offers no split)."""
-    return f.split(x) if f.split is not None else [whole_chunk(f.fn)]
+def pieces_of(f: ResidualFunction, x: Tensor) -> Sequence[Piece]:
+    """The pieces ``f`` is computed in (one when it offers no split)."""
+    return f.split(x) if f.split is not None else [whole_piece(f.fn)]
 
 
 # Private torch query (no public equivalent): is the running backward
@@ -100,31 +100,31 @@ def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
     """Recompute ``y = f(x)`` piece by piece and back-propagate ``grad_y``.
 
     ``grad_x[read] += dL/dx`` (skipped when ``grad_x`` is None: nothing below
-    needs it) and parameter gradients go to ``acc``; ``on_output(chunk,
+    needs it) and parameter gradients go to ``acc``; ``on_output(piece,
     out)`` sees every recomputed piece (to rebuild a stream).
     ``combine(piece)`` maps the read input piece to ``f``'s input (e.g.
     merging two streams). Must run inside the replayed RNG/autocast.
     """
     f_params = list(f_params)
-    for chunk in pieces(f, x):
-        piece = take(x, chunk.read)
+    for piece in pieces_of(f, x):
+        part = take(x, piece.read)
         if combine is not None:
-            piece = combine(chunk, piece)
-        inp = piece.detach().requires_grad_(grad_x is not None)
+            part = combine(piece, part)
+        inp = part.detach().requires_grad_(grad_x is not None)
         with torch.enable_grad(), record_function('re2tal.recompute'):
-            out = chunk.fn(inp)
+            out = piece.fn(inp)
         if on_output is not None:
-            on_output(chunk, out.detach())
+            on_output(piece, out.detach())
         wrt = ([inp] if grad_x is not None else []) + f_params
         if wrt and out.requires_grad:
             with record_function('re2tal.piece_backward'):
                 grads = list(torch.autograd.grad(
-                    out, wrt, take(grad_y, chunk.write).to(out.dtype),
+                    out, wrt, take(grad_y, piece.write).to(out.dtype),
                     allow_unused=True))
             if grad_x is not None:
                 grad_in = grads.pop(0)
                 if grad_in is not None:
-                    add_at_(grad_x, chunk.read, grad_in)
+                    add_at_(grad_x, piece.read, grad_in)
             acc.add(f_params, grads)
         del inp, out
 
@@ -175,19 +175,19 @@ class ReversibleChainFunction(torch.autograd.Function):
             # h_k overwrites h_{k-2} in place, except when that is the input
             new = prev.clone(memory_format=torch.contiguous_format) \
                 if prev is x else prev
-            for chunk in pieces(f, cur):
-                add_at_(new, chunk.write, chunk.fn(take(cur, chunk.read)))
+            for piece in pieces_of(f, cur):
+                add_at_(new, piece.write, piece.fn(take(cur, piece.read)))
             prev, cur = cur, new
         ctx.save_for_backward(prev, cur)
         if tail is None:  # merge_streams with one temporary less
             return torch.add(prev, cur).div_(2)
         ctx.tail_rng = RNGState([cur])
-        chunks = pieces(tail, cur)
+        tail_pieces = pieces_of(tail, cur)
         outs = [c.fn(merge_streams(take(prev, c.read), take(cur, c.read)))
-                for c in chunks]
+                for c in tail_pieces]
         # the tail's pieces write consecutive slices along one dimension
         return outs[0] if len(outs) == 1 else \
-            torch.cat(outs, dim=len(chunks[0].write) - 1)
+            torch.cat(outs, dim=len(tail_pieces[0].write) - 1)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -286,15 +286,25 @@ class RewiredStage:
         name (str): Dotted name of the stage in its backbone.
         num_functions (int): Number of residual functions in the chain.
         mode (str): ``'reversible'`` or ``'autograd'``.
+            Defaults to ``'reversible'``.
+        bounds (tuple, optional): ``(start, stop)`` indices of the chained
+            blocks in the stage module's block list. Defaults to None
+            (all of them).
+        options (dict, optional): The adapter's options for this stage
+            (what its replacement forward reads). Defaults to None.
     """
 
     def __init__(self, name: str, num_functions: int,
-                 mode: str = 'reversible'):
+                 mode: str = 'reversible',
+                 bounds: Optional[Tuple[int, int]] = None,
+                 options: Optional[Dict[str, Any]] = None):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.name = name
         self.num_functions = num_functions
         self.mode = mode
+        self.bounds = bounds
+        self.options = dict(options or {})
         self.probe = False
         self.last_error: Optional[float] = None
 

@@ -1,25 +1,30 @@
-"""Pieces shared by the adapters of convolutional and transformer backbones.
+"""Pieces shared by the adapters.
 
-* :func:`res_layer_stages` / :func:`rewired_res_layer_forward`: a stage that
-  is an ``nn.Sequential`` of residual blocks (ResNet3d, ResNet, X3D): the
-  first block (projection shortcut) stays plain, optionally checkpointed
-  (:func:`checkpointed`), the blocks after it form the chain.
-* :class:`ResLayerAdapter`: base of adapters made of such stages; a
-  subclass names its ``backbone_types``, ``residual_branch`` and
-  ``is_chainable``.
-* :func:`transformer_functions`: the two residual functions (attention half,
-  MLP half) of pre-norm transformer blocks.
+* :class:`ResLayerAdapter`: base of adapters whose stages are
+  ``nn.Sequential`` s of residual blocks (ResNet3d, ResNet, TSM, X3D): the
+  first block (projection shortcut) stays plain, optionally checkpointed,
+  the blocks after it form the chain; a branch made of local layers is
+  recomputed piece by piece along dimension 2 (time for 3D inputs, height
+  for 2D ones), each piece read with the halo its kernels need.
+* :func:`draw_drop_path` / :func:`apply_drop_path`: one drop-path mask for
+  all pieces of a function.
+* :func:`mlp_half` / :func:`split_mlp_half`: the MLP half of a pre-norm
+  transformer block (ViT, MViT), whole or over slices of tokens.
 """
 from contextlib import nullcontext
 from functools import partial
-from typing import Callable, Iterator, List, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 from torch.utils.checkpoint import checkpoint
 
-from ..reversible import ResidualFunction, RewiredStage
+from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
+                          split_range)
+from .base import FLOOR_PIECES, Adapter, StageSpec
 
 
 class RunningStatsUntouched:
@@ -53,81 +58,158 @@ class RunningStatsUntouched:
         self.saved = []
 
 
-def checkpointed(block, x):
-    """``block(x)`` with activation checkpointing; stats updated once."""
+def checkpointed(block: nn.Module, *args):
+    """``block(*args)`` with activation checkpointing; BatchNorm statistics
+    updated once."""
     return checkpoint(
-        block, x, use_reentrant=False,
+        block, *args, use_reentrant=False,
         context_fn=lambda: (nullcontext(), RunningStatsUntouched(block)))
 
 
-def res_layer_stages(backbone: nn.Module, layers: Sequence[str],
-                     is_chainable: Callable[[nn.Module], bool]) -> Iterator:
-    """``(name, res_layer or None, num_functions, blocks)`` per stage.
+def piece_bytes(options: dict) -> Optional[int]:
+    """``piece_mib`` of the options in bytes (None when unset)."""
+    mib = options.get('piece_mib')
+    return int(mib * 2**20) if mib else None
 
-    A stage is rewired when it has a second block and every block after the
-    first is chainable (a pure identity residual); otherwise it stays plain.
+
+def split_asked(options: dict) -> bool:
+    """Whether the options ask for piecewise recompute."""
+    return int(options.get('pieces') or 1) > 1 or \
+        bool(options.get('piece_mib'))
+
+
+# ---------------------------------------------------------------- drop path
+def draw_drop_path(drop_path: nn.Module, x: Tensor):
+    """The mask mmcv's ``DropPath`` would draw for an output shaped like
+    ``x``, as ``(keep_prob, mask)``; None when it is off."""
+    if not isinstance(drop_path, DropPath) or not drop_path.training or \
+            drop_path.drop_prob == 0:
+        return None
+    keep = 1 - drop_path.drop_prob
+    dtype = torch.get_autocast_dtype(x.device.type) \
+        if torch.is_autocast_enabled(x.device.type) else x.dtype
+    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+    return keep, (keep + torch.rand(shape, dtype=dtype,
+                                    device=x.device)).floor()
+
+
+def apply_drop_path(out: Tensor, drop) -> Tensor:
+    """Drop path with a mask drawn by :func:`draw_drop_path`."""
+    return out if drop is None else out.div(drop[0]) * drop[1]
+
+
+def layer_scaled(block: nn.Module, name: str, out: Tensor) -> Tensor:
+    """``gamma * out`` when the block has a layer scale called ``name``."""
+    gamma = getattr(block, name, None)
+    return out if gamma is None else gamma * out
+
+
+def mlp_half(block: nn.Module, x: Tensor) -> Tensor:
+    """``drop_path([gamma_2 *] mlp(norm2(x)))`` of a pre-norm block."""
+    return block.drop_path(layer_scaled(block, 'gamma_2',
+                                        block.mlp(block.norm2(x))))
+
+
+def mlp_piece(block: nn.Module, drop, x: Tensor) -> Tensor:
+    """The MLP half on a slice of tokens, with a shared drop-path mask."""
+    out = layer_scaled(block, 'gamma_2', block.mlp(block.norm2(x)))
+    return apply_drop_path(out, drop)
+
+
+def split_mlp_half(block: nn.Module, options: dict,
+                   x: Tensor) -> List[Piece]:
+    """Pieces of the MLP half of ``(B, N, C)`` tokens: slices of N."""
+    fn = partial(mlp_piece, block, draw_drop_path(block.drop_path, x))
+    return [Piece((slice(None), slice(a, b)), (slice(None), slice(a, b)), fn)
+            for a, b in split_range(x.shape[1], num_pieces(
+                x, options.get('pieces'), piece_bytes(options)))]
+
+
+# --------------------------------------------------- convolution branches
+# layers a branch may hold and stay local along dimension 2 (BatchNorm only
+# in eval mode: batch statistics are not local)
+POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
+             nn.Sigmoid, nn.Identity, nn.Dropout)
+
+
+def conv_halo(block: nn.Module, branch: Sequence[nn.Module]) -> Optional[int]:
+    """Rows of dimension 2 a branch needs on each side of a slice: the sum
+    of its kernels' radii along that dimension; None when the branch is not
+    local (a stride, uneven padding, pooling, batch statistics, or a layer
+    of unknown reach).
 
     Args:
-        backbone (nn.Module): The backbone owning the stages.
-        layers (Sequence[str]): Dotted names of the ``nn.Sequential`` stages.
-        is_chainable (Callable): Whether a block has an identity shortcut.
+        block (nn.Module): The block (for its branch's submodules).
+        branch (Sequence[nn.Module]): The branch's top-level layers.
     """
-    for name in layers:
-        res_layer = backbone.get_submodule(name)
-        blocks = list(res_layer)
-        if len(blocks) < 2 or not all(map(is_chainable, blocks[1:])):
-            yield name, None, 0, len(blocks)
-        else:
-            yield name, res_layer, len(blocks) - 1, len(blocks)
+    halo = 0
+    for top in branch:
+        for m in top.modules():
+            if isinstance(m, _ConvNd):
+                k, s = m.kernel_size[0], m.stride[0]
+                p, d = m.padding[0], m.dilation[0]
+                if s != 1 or k % 2 == 0 or isinstance(p, str) or \
+                        p != d * (k - 1) // 2 or m.padding_mode != 'zeros':
+                    return None
+                halo += p
+            elif isinstance(m, _BatchNorm):
+                if m.training:
+                    return None
+            elif not list(m.children()) and not isinstance(m, POINTWISE) \
+                    and type(m).__name__ not in LOCAL_LEAVES:
+                return None
+    return halo
 
 
-def plain_function(branch: Callable, block: nn.Module) -> ResidualFunction:
-    """``branch(block, x)`` as a residual function computed whole."""
-    return ResidualFunction(partial(branch, block), [block])
+# leaves known to act within each (N, C, H, W) sample or along the batch
+# (TSM's shift folds clips into the batch), by class name: mmcv's Swish
+LOCAL_LEAVES = {'Swish'}
 
 
-def rewired_res_layer_forward(res_layer: nn.Sequential, stage: RewiredStage,
-                              make_function: Callable, checkpoint_first: bool,
-                              x: Tensor) -> Tensor:
-    """First block of ``res_layer`` as it is, then the chain of the others.
-
-    Args:
-        res_layer (nn.Sequential): The stage.
-        stage (RewiredStage): Runs the chain.
-        make_function (Callable): ``make_function(block)``, the block's
-            :class:`ResidualFunction`.
-        checkpoint_first (bool): Checkpoint the first block in
-            ``'reversible'`` mode (BatchNorm statistics updated once).
-        x (Tensor): The stage input.
-    """
-    blocks = list(res_layer)
-    if checkpoint_first and stage.mode == 'reversible' and \
-            torch.is_grad_enabled() and x.requires_grad:
-        x = checkpointed(blocks[0], x)
-    else:
-        x = blocks[0](x)
-    return stage([make_function(blk) for blk in blocks[1:]], x)
+def branch_piece(branch: Callable, start: int, length: int,
+                 x: Tensor) -> Tensor:
+    """``branch`` on a slice with halo, cropped to the ``length`` rows from
+    ``start`` (relative to the slice)."""
+    return branch(x).narrow(2, start, length)
 
 
-def checkpoints_first(res_layer: nn.Sequential) -> bool:
-    """Whether a rewired stage checkpoints its first block."""
-    forward = res_layer.__dict__.get('forward')
-    return isinstance(forward, partial) and \
-        forward.func is rewired_res_layer_forward and bool(forward.args[3])
+def split_branch(branch: Callable, halo: int, options: dict,
+                 x: Tensor) -> List[Piece]:
+    """Pieces of a branch: slices of dimension 2 read with their halo."""
+    T = x.shape[2]
+    pieces = []
+    for t0, t1 in split_range(T, num_pieces(x, options.get('pieces'),
+                                            piece_bytes(options))):
+        a, b = max(t0 - halo, 0), min(t1 + halo, T)
+        pieces.append(Piece(
+            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(t0, t1)),
+            partial(branch_piece, branch, t0 - a, t1 - t0)))
+    return pieces
 
 
-class ResLayerAdapter:
+class ResLayerAdapter(Adapter):
     """Base of adapters for backbones with ``nn.Sequential`` stages.
 
-    Subclasses set ``backbone_types`` and two static methods:
-    ``residual_branch(block, x)`` and ``is_chainable(block)``; stages are
-    ``backbone.res_layers`` unless ``res_layer_names`` says otherwise.
-    Option ``checkpoint_first`` (default True): see
-    :func:`rewired_res_layer_forward`.
+    Subclasses set ``backbone_types`` and three static methods:
+    ``residual_branch(block, x)``, ``branch_layers(block)`` (the layers the
+    branch runs, for :func:`conv_halo`) and ``is_chainable(block)``; stages
+    are ``backbone.res_layers`` unless ``res_layer_names`` says otherwise.
+
+    Options:
+
+    * ``checkpoint_first`` (bool, default True): in ``'reversible'`` mode
+      the first block of each rewired stage runs under activation
+      checkpointing, BatchNorm statistics updated once;
+    * ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the
+      reversible engine computes a branch in at least ``pieces`` slices of
+      dimension 2, each input at most ``piece_mib`` MiB, when the branch is
+      local (BatchNorm in eval mode, ``norm_eval=True``); else whole.
     """
 
-    options = dict(checkpoint_first=True)
-    functions_per_block = 1
+    options = dict(checkpoint_first=True, pieces=1, piece_mib=None)
+    presets = dict(fast=dict(checkpoint_first=False), floor=FLOOR_PIECES)
+    stem: Tuple[str, ...] = ('conv1', )
 
     @staticmethod
     def res_layer_names(backbone: nn.Module) -> Sequence[str]:
@@ -135,30 +217,63 @@ class ResLayerAdapter:
         return backbone.res_layers
 
     @classmethod
-    def stages(cls, backbone: nn.Module) -> Iterator:
-        """Yield ``(name, stage_module, num_functions, total_blocks)``."""
-        yield from res_layer_stages(backbone, cls.res_layer_names(backbone),
-                                    cls.is_chainable)
+    def stages(cls, backbone: nn.Module, **options) -> Iterator[StageSpec]:
+        """One stage per ``nn.Sequential``: rewired when it has a second
+        block and every block after the first is chainable."""
+        for name in cls.res_layer_names(backbone):
+            res_layer = backbone.get_submodule(name)
+            blocks = list(res_layer)
+            if len(blocks) < 2 or not all(map(cls.is_chainable, blocks[1:])):
+                yield StageSpec(name, None, 0, len(blocks))
+            else:
+                yield StageSpec(name, res_layer, len(blocks) - 1,
+                                len(blocks), bounds=(1, len(blocks)))
 
     @classmethod
-    def make_forward(cls, stage_module: nn.Sequential, stage: RewiredStage,
-                     checkpoint_first: bool = True):
-        """The replacement forward bound to ``stage_module``."""
-        return partial(rewired_res_layer_forward, stage_module, stage,
-                       partial(plain_function, cls.residual_branch),
-                       checkpoint_first)
+    def function(cls, block: nn.Module, options: dict) -> ResidualFunction:
+        """The residual function of ``block``, split when asked and the
+        branch is local."""
+        branch = partial(cls.residual_branch, block)
+        split = None
+        if split_asked(options):
+            halo = conv_halo(block, cls.branch_layers(block))
+            if halo is not None:
+                split = partial(split_branch, branch, halo, options)
+        return ResidualFunction(branch, [block], split)
+
+    @classmethod
+    def make_forward(cls, spec: StageSpec, stage: RewiredStage) -> Callable:
+        """The stage's forward: its first block, then the chain."""
+        return partial(res_layer_forward, cls, spec.module, stage)
+
+    @classmethod
+    def non_reversible(cls, backbone: nn.Module,
+                       stages: Sequence[RewiredStage]) -> Iterator:
+        """The stem, plain stages, and the first block of rewired ones."""
+        for name in cls.stem:
+            if hasattr(backbone, name):
+                yield name, getattr(backbone, name), 'kept'
+        for name in cls.res_layer_names(backbone):
+            stage = next((s for s in stages if s.name == name or
+                          s.name.endswith('.' + name)), None)
+            if stage is None:
+                yield name, backbone.get_submodule(name), 'kept'
+            else:
+                first = 'checkpoint' if stage.mode == 'reversible' and \
+                    stage.options['checkpoint_first'] else 'kept'
+                yield f'{name}.0', backbone.get_submodule(name)[0], first
 
 
-def transformer_functions(blocks: Sequence[nn.Module], attention_half,
-                          mlp_half) -> List[ResidualFunction]:
-    """Two functions per pre-norm block: ``attention_half(block, x)`` and
-    ``mlp_half(block, x)`` (each must apply the block's drop-path itself, so
-    its random mask is replayed by the recompute). The whole block is
-    listed as each function's module, so block-level parameters such as
-    layer-scale gammas receive their gradients."""
-    functions = []
-    for blk in blocks:
-        functions.append(ResidualFunction(partial(attention_half, blk),
-                                          [blk]))
-        functions.append(ResidualFunction(partial(mlp_half, blk), [blk]))
-    return functions
+def res_layer_forward(adapter: type, res_layer: nn.Sequential,
+                      stage: RewiredStage, x: Tensor) -> Tensor:
+    """``nn.Sequential.forward`` of a rewired stage: the first block as it
+    is (checkpointed when asked), then the chain of the others."""
+    blocks = list(res_layer)
+    if stage.options['checkpoint_first'] and stage.mode == 'reversible' and \
+            torch.is_grad_enabled() and x.requires_grad:
+        x = checkpointed(blocks[0], x)
+    else:
+        x = blocks[0](x)
+    start, stop = stage.bounds
+    return stage([adapter.function(b, stage.options)
+                  for b in blocks[start:stop]], x)

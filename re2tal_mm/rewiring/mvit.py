@@ -3,38 +3,69 @@
 A ``MultiScaleBlock`` is chainable when both its shortcuts are identities: no
 query stride (``pool_skip is None``), no width change (``proj is None``). In
 each scale the longest run of chainable blocks is a reversible stage named
-``blocks[start:stop]``, two functions per block: ``drop_path(attn(norm1(x),
-thw))`` and ``drop_path(mlp(norm2(x)))``. ``residual_pooling`` adds the pooled
-``q`` *inside* ``MultiScaleAttention``, so it is part of the attention half.
-``thw`` is constant along a run (stride 1). Blocks that pool the residual or
-change the width stay plain (the first block of each later scale; with
-``dim_mul_in_attention=False`` also the one before it), as do the patch
-embedding, the cls token and the output norms. ``MViT.forward`` is replaced
-once, with every run added to it.
+``blocks[start:stop]``, two functions per block built from the block's own
+submodules: ``drop_path(attn(norm1(x), thw))`` and
+``drop_path(mlp(norm2(x)))``. ``residual_pooling`` adds the pooled ``q``
+*inside* ``MultiScaleAttention``, so it is part of the attention half.
+``thw`` is constant along a run (stride 1). ``MViT.forward`` runs unchanged:
+a run's first block runs its chain, the others pass their input through.
+Blocks that pool the residual or change the width stay plain (the first of
+each later scale; with ``dim_mul_in_attention=False`` also the one before
+it), as do the patch embedding, the cls token and the output norms.
 
-Option ``checkpoint_plain`` (default True): in ``'reversible'`` mode the plain
-blocks (the largest activations left) run under activation checkpointing.
+Options (none changes the function computed):
+
+* ``checkpoint_plain`` (bool, default True): in ``'reversible'`` mode the
+  plain blocks (the largest activations left) run under activation
+  checkpointing;
+* ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the MLP
+  half over slices of tokens (the pooled attention reads all, stays whole).
 """
-import re
 from functools import partial
+from itertools import groupby
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from mmaction.models.backbones.mvit import MViT, resize_pos_embed
+from mmaction.models.backbones.mvit import MViT
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..reversible import RewiredStage
-from .base import register_adapter
-from .common import transformer_functions
+from ..reversible import ResidualFunction, RewiredStage
+from .base import (FLOOR_PIECES, Adapter, StageSpec, Undo, patch_forwards,
+                   register_adapter)
+from .common import mlp_half, split_asked, split_mlp_half
 
 
-def attention_half(block, x, size):
+def attention_half(block, size, x: Tensor) -> Tensor:
     """``drop_path(attn(norm1(x), size))`` (pooled-query residual inside)."""
     return block.drop_path(block.attn(block.norm1(x), size)[0])
 
 
-def mlp_half(block, x):
-    """``drop_path(mlp(norm2(x)))`` of one MViT block."""
-    return block.drop_path(block.mlp(block.norm2(x)))
+def block_functions(blocks: Sequence, size, options: dict) -> List:
+    """Two residual functions per block, in chain order."""
+    split = split_asked(options)
+    functions = []
+    for blk in blocks:
+        functions.append(ResidualFunction(partial(attention_half, blk, size),
+                                          [blk]))
+        functions.append(ResidualFunction(
+            partial(mlp_half, blk), [blk],
+            partial(split_mlp_half, blk, options) if split else None))
+    return functions
+
+
+def chain_forward(blocks: Sequence, stage: RewiredStage, x: Tensor,
+                  size) -> Tuple[Tensor, tuple]:
+    """``forward`` of the first block of a run: the run's chain."""
+    return stage(block_functions(blocks, size, stage.options), x), size
+
+
+def checkpointed_block(block, x: Tensor, size):
+    """The class forward of a plain block under activation checkpointing."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return checkpoint(type(block).forward, block, x, size,
+                          use_reentrant=False)
+    return type(block).forward(block, x, size)
 
 
 def is_chainable(block) -> bool:
@@ -44,101 +75,75 @@ def is_chainable(block) -> bool:
 
 def scale_bounds(mvit: MViT):
     """``(start, stop)`` block indices of every scale."""
-    edges = [0] + list(mvit.downscale_indices) + [len(mvit.blocks)]
+    edges = [0, *mvit.downscale_indices, len(mvit.blocks)]
     return list(zip(edges[:-1], edges[1:]))
 
 
-def chainable_run(mvit: MViT, start: int, stop: int):
+def chainable_run(mvit: MViT, start: int, stop: int) -> Tuple[int, int]:
     """The longest run ``(a, b)`` of chainable blocks in ``[start, stop)``."""
-    best, a = (start, start), None
-    for i in range(start, stop + 1):
-        ok = i < stop and is_chainable(mvit.blocks[i])
-        if ok and a is None:
-            a = i
-        elif not ok and a is not None:
-            best = max(best, (a, i), key=lambda r: r[1] - r[0])
-            a = None
+    best = (start, start)
+    for ok, run in groupby(range(start, stop),
+                           lambda i: is_chainable(mvit.blocks[i])):
+        run = list(run)
+        if ok and len(run) > best[1] - best[0]:
+            best = (run[0], run[-1] + 1)
     return best
 
 
-def scale_output(mvit: MViT, index: int, x, size):
-    """``(x, output)`` of ``MViT.forward`` after block ``index``: like the
-    original, the next blocks read the output-normed ``x``."""
-    B, _, C = x.shape
-    x = getattr(mvit, f'norm{mvit.stage_indices[index]}')(x)
-    tokens = x.transpose(1, 2)
-    if not mvit.with_cls_token:
-        return x, tokens.reshape(B, C, *size)
-    patch_token = tokens[:, :, 1:].reshape(B, C, *size)
-    return x, ([patch_token, tokens[:, :, 0]] if mvit.output_cls_token
-               else patch_token)
-
-
-def plain_block(block, x, size, checkpointed: bool):
-    """``block(x, size)``, checkpointed if asked and grads are needed."""
-    if checkpointed and torch.is_grad_enabled() and x.requires_grad:
-        return checkpoint(block, x, size, use_reentrant=False)
-    return block(x, size)
-
-
-def rewired_mvit_forward(mvit: MViT, runs: dict, checkpoint_plain, x):
-    """``MViT.forward`` with each run ``{start: (stop, stage)}`` chained."""
-    reversible = any(s.mode == 'reversible' for _, s in runs.values())
-    B = x.shape[0]
-    x, size = mvit.patch_embed(x)
-    x = torch.cat((mvit.cls_token.expand(B, -1, -1), x), dim=1)
-    if mvit.use_abs_pos_embed:
-        x = x + resize_pos_embed(mvit.pos_embed, mvit.patch_resolution, size,
-                                 mode=mvit.interpolate_mode,
-                                 num_extra_tokens=mvit.num_extra_tokens)
-    if not mvit.with_cls_token:
-        x = x[:, 1:]
-    outs, i = [], 0
-    while i < len(mvit.blocks):
-        if i in runs:
-            stop, stage = runs[i]
-            x = stage(transformer_functions(
-                mvit.blocks[i:stop], partial(attention_half, size=size),
-                mlp_half), x)
-            i = stop
-        else:
-            x, size = plain_block(mvit.blocks[i], x, size,
-                                  checkpoint_plain and reversible)
-            i += 1
-        if i - 1 in mvit.stage_indices and \
-                mvit.stage_indices[i - 1] in mvit.out_scales:
-            x, out = scale_output(mvit, i - 1, x, size)
-            outs.append(out)
-    return tuple(outs)
-
-
 @register_adapter
-class MViTAdapter:
+class MViTAdapter(Adapter):
     """Describes where ``MViT``'s residual functions are."""
 
     backbone_types = (MViT, )
-    options = dict(checkpoint_plain=True)
+    options = dict(checkpoint_plain=True, pieces=1, piece_mib=None)
+    presets = dict(fast=dict(checkpoint_plain=False), floor=FLOOR_PIECES)
     functions_per_block = 2
 
-    @staticmethod
-    def stages(backbone: MViT):
-        """Yield ``(name, stage_module, num_functions, total_blocks)``."""
+    @classmethod
+    def stages(cls, backbone: MViT, **options) -> Iterator[StageSpec]:
+        """The longest chainable run of every scale."""
         for start, stop in scale_bounds(backbone):
             a, b = chainable_run(backbone, start, stop)
             if a == b:
-                yield f'blocks[{start}:{stop}]', None, 0, stop - start
+                yield StageSpec(f'blocks[{start}:{stop}]', None, 0,
+                                stop - start)
             else:
-                yield f'blocks[{a}:{b}]', backbone, 2 * (b - a), stop - start
+                yield StageSpec(f'blocks[{a}:{b}]', backbone.blocks[a],
+                                2 * (b - a), stop - start, bounds=(a, b),
+                                passthrough=list(backbone.blocks)[a + 1:b])
+
+    @classmethod
+    def plain_blocks(cls, backbone: MViT) -> List[Tuple[int, nn.Module]]:
+        """``(index, block)`` of the blocks outside every run."""
+        chained = {i for spec in cls.stages(backbone) if spec.module
+                   for i in range(*spec.bounds)}
+        return [(i, b) for i, b in enumerate(backbone.blocks)
+                if i not in chained]
+
+    @classmethod
+    def prepare(cls, backbone: MViT, mode: str,
+                checkpoint_plain: bool = True, **_) -> Optional[Undo]:
+        """Checkpoint the plain blocks in ``'reversible'`` mode."""
+        if checkpoint_plain and mode == 'reversible':
+            return patch_forwards((b, partial(checkpointed_block, b))
+                                  for _, b in cls.plain_blocks(backbone))
+        return None
+
+    @classmethod
+    def make_forward(cls, spec: StageSpec, stage: RewiredStage) -> Callable:
+        """The first block's forward: the chain of the run."""
+        return partial(chain_forward, [spec.module, *spec.passthrough],
+                       stage)
 
     @staticmethod
-    def make_forward(stage_module: MViT, stage: RewiredStage,
-                     checkpoint_plain: bool = True):
-        """The backbone forward with this run added to those already set."""
-        start, stop = map(int, re.search(r'\[(\d+):(\d+)\]$',
-                                         stage.name).groups())
-        current = stage_module.__dict__.get('forward')
-        runs = dict(current.args[1]) if isinstance(current, partial) and \
-            current.func is rewired_mvit_forward else {}
-        runs[start] = (stop, stage)
-        return partial(rewired_mvit_forward, stage_module, runs,
-                       checkpoint_plain)
+    def passthrough(x, size):  # a block of a run, after its first
+        return x, size
+
+    @classmethod
+    def non_reversible(cls, backbone: MViT,
+                       stages: Sequence[RewiredStage]) -> Iterator:
+        """The patch embedding and the plain blocks."""
+        yield 'patch_embed', backbone.patch_embed, 'kept'
+        for i, block in cls.plain_blocks(backbone):
+            policy = 'checkpoint' if 'forward' in block.__dict__ else 'kept'
+            yield f'blocks.{i}', block, policy

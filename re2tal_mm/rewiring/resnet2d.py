@@ -8,11 +8,8 @@ shortcut) form the reversible chain with ``F_k`` the block's residual branch.
 rewired block applies it to the branch output before the addition (the
 addition must stay pure to be invertible), as for ``ResNet3d``. Blocks of
 another type (e.g. wrapped by ``TANet``) leave their stage plain. A block's
-own ``with_cp`` is not used inside the chain.
-
-Option ``checkpoint_first`` (default True): in ``'reversible'`` mode the first
-block of each rewired stage runs under activation checkpointing, with
-BatchNorm running statistics updated once.
+own ``with_cp`` is not used inside the chain. Options: see
+:class:`~.common.ResLayerAdapter` (pieces are slices of height).
 """
 from mmaction.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -32,6 +29,14 @@ def residual_branch(block, x):
     return block.relu(out)
 
 
+def branch_layers(block):
+    """The layers :func:`residual_branch` runs."""
+    convs = [block.conv1, block.conv2]
+    if isinstance(block, Bottleneck):
+        convs.append(block.conv3)
+    return convs + [block.relu]
+
+
 def is_chainable(block) -> bool:
     """Whether a block's residual is a pure identity addition."""
     return isinstance(block, (BasicBlock, Bottleneck)) and \
@@ -44,4 +49,5 @@ class ResNet2dAdapter(ResLayerAdapter):
 
     backbone_types = (ResNet, )
     residual_branch = staticmethod(residual_branch)
+    branch_layers = staticmethod(branch_layers)
     is_chainable = staticmethod(is_chainable)

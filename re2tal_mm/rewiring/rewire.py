@@ -1,25 +1,26 @@
 """``rewire`` / ``unwire`` / ``is_rewired``: convert backbones in place.
 
-Only the ``forward`` of each stage-level module is replaced, through an
-instance attribute; parameters, buffers and state_dict keys never change and
-``unwire`` deletes the attribute, restoring the class forward exactly.
+Only ``forward`` methods are replaced, through instance attributes: the
+module running each stage's chain and the chained blocks it runs; an
+adapter's ``prepare`` may patch more and returns its undo. Parameters,
+buffers and state_dict keys never change; ``unwire`` deletes the attributes
+and runs the undos, restoring the class forwards exactly.
 """
 from functools import partial
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from torch import nn
 
 from ..reversible import MODES, RewiredStage
-from .base import ADAPTERS
+from .base import ADAPTERS, MEMORY, REMOVED, RENAMED, adapter_options
+
+# on each backbone: [(stage, module, passthrough modules)], the summary rows,
+# what rewire() was called with (dict(mode=..., memory=..., **options)) and
+# the undo functions of the adapters' ``prepare``
 STAGES_ATTR = '_re2tal_stages'
 SUMMARY_ATTR = '_re2tal_summary'
-# what rewire() was called with: dict(mode=..., **options)
 SPEC_ATTR = '_re2tal_spec'
-# set by adapters' ``prepare``: a module whose forward was replaced, a stage
-# with the non-reversible layer after it fused in, parameters frozen
-PATCHED_ATTR = '_re2tal_patched'
-FUSED_ATTR = '_re2tal_fused_merging'
-FROZEN_ATTR = '_re2tal_frozen'
+UNDO_ATTR = '_re2tal_undo'
 
 
 def supported_types() -> List[type]:
@@ -56,12 +57,27 @@ def rewired_stages(module: nn.Module) -> List[RewiredStage]:
     """All :class:`RewiredStage` records inside ``module``."""
     stages = []
     for m in module.modules():
-        stages.extend(s for s, _ in getattr(m, STAGES_ATTR, []))
+        stages.extend(r[0] for r in getattr(m, STAGES_ATTR, []))
     return stages
 
 
+def check_options(options: Dict[str, Any]) -> None:
+    """Refuse options no adapter declares, naming renamed ones."""
+    for old, new in RENAMED.items():
+        if old in options:
+            raise TypeError(f'rewire option {old!r} is now called {new!r}')
+    for old, hint in REMOVED.items():
+        if old in options:
+            raise TypeError(f'rewire option {old!r} was removed: {hint}')
+    known = {k for a in ADAPTERS for k in a.options}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f'unknown rewire options {sorted(unknown)}; '
+                        f'known: {sorted(known)}')
+
+
 def rewire(module: nn.Module, mode: str = 'reversible',
-           **options) -> nn.Module:
+           memory: str = 'balanced', **options) -> nn.Module:
     """Rewire every supported backbone in ``module`` in place.
 
     Args:
@@ -69,53 +85,60 @@ def rewire(module: nn.Module, mode: str = 'reversible',
             model holding supported backbones.
         mode (str): ``'reversible'`` (memory-free backprop) or
             ``'autograd'`` (same function, ordinary autograd).
-        **options: Adapter options, e.g. ``attention_chunk`` for Swin.
+            Defaults to ``'reversible'``.
+        memory (str): A preset of the adapters' options: ``'fast'``,
+            ``'balanced'`` or ``'floor'`` (see ``docs/backbones.md``); none
+            changes the function computed. Defaults to ``'balanced'``.
+        **options: Adapter options, overriding the preset's, e.g.
+            ``pieces=4``.
 
     Returns:
         nn.Module: ``module`` itself.
     """
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    if memory not in MEMORY:
+        raise ValueError(f'memory must be one of {MEMORY}, got {memory!r}')
     backbones = find_backbones(module)
     if not backbones:
         names = ', '.join(t.__name__ for t in supported_types())
         raise TypeError(f'{type(module).__name__} holds no supported '
                         f'backbone; supported types: {names}')
-    known = {k for a in ADAPTERS for k in a.options}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f'unknown rewire options {sorted(unknown)}; '
-                        f'known: {sorted(known)}')
+    check_options(options)
     if is_rewired(module):
         unwire(module)
     for name, backbone, adapter in backbones:
+        kwargs = adapter_options(adapter, memory, options)
+        undo = adapter.prepare(backbone, mode, **kwargs)
         records, summary = [], []
-        kwargs = {k: options[k] for k in options if k in adapter.options}
-        if hasattr(adapter, 'prepare'):  # options acting on the backbone
-            adapter.prepare(backbone, **kwargs)
-        for stage_name, stage_module, n_fn, n_blocks in \
-                adapter.stages(backbone):
-            full = f'{name}.{stage_name}' if name else stage_name
-            if stage_module is None:
-                summary.append(dict(stage=full, functions=0,
-                                    blocks=n_blocks, reversible_blocks=0))
+        for spec in adapter.stages(backbone, **kwargs):
+            full = f'{name}.{spec.name}' if name else spec.name
+            n_rev = spec.num_functions // adapter.functions_per_block
+            summary.append(dict(stage=full, functions=spec.num_functions,
+                                blocks=spec.blocks,
+                                reversible_blocks=n_rev))
+            if spec.module is None:
                 continue
-            stage = RewiredStage(full, n_fn, mode)
-            stage_module.forward = adapter.make_forward(
-                stage_module, stage, **kwargs)
-            records.append((stage, stage_module))
-            n_rev = n_fn // adapter.functions_per_block
-            summary.append(dict(stage=full, functions=n_fn,
-                                blocks=n_blocks, reversible_blocks=n_rev))
+            stage = RewiredStage(full, spec.num_functions, mode,
+                                 bounds=spec.bounds,
+                                 options={**kwargs, **(spec.options or {})})
+            spec.module.forward = adapter.make_forward(spec, stage)
+            for m in spec.passthrough:
+                m.forward = adapter.passthrough
+            records.append((stage, spec.module, tuple(spec.passthrough)))
         setattr(backbone, STAGES_ATTR, records)
         setattr(backbone, SUMMARY_ATTR, summary)
-        setattr(backbone, SPEC_ATTR, dict(mode=mode, **options))
+        # as called (the default preset left out, as in older checkpoints)
+        preset = {} if memory == 'balanced' else dict(memory=memory)
+        setattr(backbone, SPEC_ATTR, dict(mode=mode, **preset, **options))
+        setattr(backbone, UNDO_ATTR, undo)
     return module
 
 
 def rewiring_spec(module: nn.Module) -> Optional[Dict]:
     """How the backbones in ``module`` were rewired: ``dict(mode=...,
-    **options)`` as given to :func:`rewire`, or None when not rewired.
+    [memory=...,] **options)`` as given to :func:`rewire`, or None when not
+    rewired.
 
     The spec travels in checkpoints (``meta['re2tal_rewiring']``) and
     ``apply_rewiring(model, spec)`` rebuilds the same function from it.
@@ -134,24 +157,22 @@ def apply_rewiring(module: nn.Module, spec: Optional[Dict]) -> nn.Module:
     if spec is None:
         return unwire(module)
     spec = dict(spec)
-    return rewire(module, spec.pop('mode', 'reversible'), **spec)
+    return rewire(module, spec.pop('mode', 'reversible'),
+                  spec.pop('memory', 'balanced'), **spec)
 
 
 def unwire(module: nn.Module) -> nn.Module:
     """Restore the original forward of every rewired stage in ``module``
-    (and undo what adapters' ``prepare`` did: patched non-reversible
-    layers, frozen parameters)."""
+    and undo what the adapters' ``prepare`` did."""
     for m in module.modules():
-        for _, stage_module in getattr(m, STAGES_ATTR, []):
-            stage_module.__dict__.pop('forward', None)
-        if m.__dict__.pop(PATCHED_ATTR, False):
-            m.__dict__.pop('forward', None)
-        m.__dict__.pop(FUSED_ATTR, None)
-        for p in m.__dict__.pop(FROZEN_ATTR, []):
-            p.requires_grad_(True)
+        for _, stage_module, passthrough in getattr(m, STAGES_ATTR, []):
+            for patched in (stage_module, *passthrough):
+                patched.__dict__.pop('forward', None)
+        undo = m.__dict__.pop(UNDO_ATTR, None)
+        if undo is not None:
+            undo()
         for attr in (STAGES_ATTR, SUMMARY_ATTR, SPEC_ATTR):
-            if attr in m.__dict__:
-                delattr(m, attr)
+            m.__dict__.pop(attr, None)
     return module
 
 

@@ -1,4 +1,4 @@
-"""Piecewise computation of Swin's residual functions (chunked recompute).
+"""Piecewise computation of Swin's residual functions.
 
 Window attention, LayerNorm and MLP are local, so a function of a rewired
 Swin stage can be computed over pieces of its input and still give exactly
@@ -11,54 +11,13 @@ from functools import partial
 from typing import List
 
 import torch
-from mmcv.cnn.bricks import DropPath
 from torch import Tensor
 
 from mmaction.models.backbones.swin import (get_window_size, window_partition,
                                             window_reverse)
 
-from ..reversible import Chunk, num_chunks, split_range
-
-
-def chunked_window_attention(attn, windows, mask, chunk):
-    """``attn(windows, mask)`` evaluated ``chunk`` windows at a time.
-
-    Windows are independent, so the result is the same; only the transient
-    attention matrices (the largest tensors of a recompute) shrink.
-    """
-    total = windows.shape[0]
-    if not chunk or total <= chunk:
-        return attn(windows, mask=mask)
-    outs = []
-    for start in range(0, total, chunk):
-        part = windows[start:start + chunk]
-        part_mask = None
-        if mask is not None:
-            rows = torch.arange(start, start + part.shape[0],
-                                device=mask.device) % mask.shape[0]
-            part_mask = mask[rows]
-        outs.append(attn(part, mask=part_mask))
-    return torch.cat(outs)
-
-
-def draw_drop_path(block, x: Tensor):
-    """The drop-path mask mmcv's ``drop_path`` would draw for the output of
-    a half block with input ``x``, as ``(keep_prob, mask)`` (None if off)."""
-    dp = block.drop_path
-    if not isinstance(dp, DropPath) or not dp.training or \
-            dp.drop_prob == 0:
-        return None
-    keep = 1 - dp.drop_prob
-    dtype = torch.get_autocast_dtype(x.device.type) \
-        if torch.is_autocast_enabled(x.device.type) else x.dtype
-    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
-    return keep, (keep + torch.rand(shape, dtype=dtype,
-                                    device=x.device)).floor()
-
-
-def apply_drop_path(out: Tensor, drop) -> Tensor:
-    """``drop_path`` with a mask drawn by :func:`draw_drop_path`."""
-    return out if drop is None else out.div(drop[0]) * drop[1]
+from ..reversible import Piece, num_pieces, split_range
+from .common import apply_drop_path, draw_drop_path, piece_bytes
 
 
 class AxisPiece:
@@ -137,7 +96,7 @@ def piece_mask(pd, ph, pw, window_size, device) -> Tensor:
         diff != 0, float(-100.0))
 
 
-def attention_piece(block, shifted, chunk, window_size, drop, axes, xp):
+def attention_piece(block, shifted, window_size, drop, axes, xp):
     """The attention half on one box of whole shifted windows.
 
     ``xp`` holds the existing rows of the box (time x height x width, one
@@ -149,7 +108,7 @@ def attention_piece(block, shifted, chunk, window_size, drop, axes, xp):
         y = axis.expand(y, dim)
     mask = piece_mask(*axes, window_size, y.device) if shifted else None
     windows = window_partition(y, window_size)
-    windows = chunked_window_attention(block.attn, windows, mask, chunk)
+    windows = block.attn(windows, mask=mask)
     windows = windows.view(-1, *(window_size + (C, )))
     y = window_reverse(windows, window_size, B,
                        *(axis.size for axis in axes))
@@ -158,18 +117,17 @@ def attention_piece(block, shifted, chunk, window_size, drop, axes, xp):
     return apply_drop_path(y, drop)
 
 
-def split_attention_half(block, chunk, chunks, chunk_bytes,
-                         x: Tensor) -> List[Chunk]:
+def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
     """Pieces of the attention half: boxes of whole windows in the shifted
     frame, split along time first, then height, then width."""
     B, D, H, W, C = x.shape
     window_size, shift_size = get_window_size((D, H, W), block.window_size,
                                               block.shift_size)
-    drop = draw_drop_path(block, x)
+    drop = draw_drop_path(block.drop_path, x)
     shifted = any(i > 0 for i in shift_size)
     padded = [-(-n // w) * w for n, w in zip((D, H, W), window_size)]
     blocks = [p // w for p, w in zip(padded, window_size)]
-    left = num_chunks(x, chunks, chunk_bytes)
+    left = num_pieces(x, options['pieces'], piece_bytes(options))
     ranges = []
     for n, p, w in zip(blocks, padded, window_size):
         parts = min(left, n)
@@ -185,9 +143,9 @@ def split_attention_half(block, chunk, chunks, chunk_bytes,
                 if not (pd.valid and ph.valid and pw.valid):
                     continue
                 index = (slice(None), pd.read, ph.read, pw.read)
-                fn = partial(attention_piece, block, shifted, chunk,
-                             window_size, drop, (pd, ph, pw))
-                pieces.append(Chunk(index, index, fn))
+                fn = partial(attention_piece, block, shifted, window_size,
+                             drop, (pd, ph, pw))
+                pieces.append(Piece(index, index, fn))
     return pieces
 
 
@@ -206,9 +164,9 @@ def token_boxes(x: Tensor, parts: int):
             for h0, h1 in split_range(H, h_parts)]
 
 
-def split_mlp_half(block, chunks, chunk_bytes, x: Tensor) -> List[Chunk]:
+def split_mlp_half(block, options: dict, x: Tensor) -> List[Piece]:
     """Pieces of the MLP half: boxes of tokens along time, then height."""
-    drop = draw_drop_path(block, x)
+    drop = draw_drop_path(block.drop_path, x)
     fn = partial(mlp_piece, block, drop)
-    return [Chunk(box, box, fn)
-            for box in token_boxes(x, num_chunks(x, chunks, chunk_bytes))]
+    return [Piece(box, box, fn) for box in token_boxes(
+        x, num_pieces(x, options['pieces'], piece_bytes(options)))]

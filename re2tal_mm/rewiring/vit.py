@@ -1,110 +1,146 @@
 """Adapter for mmaction2's ``VisionTransformer`` (VideoMAE / VideoMAE V2).
 
 All blocks keep the token shape, so the whole block stack is one reversible
-stage with two residual functions per block: the attention half
-``drop_path(gamma_1 * attn(norm1(x)))`` and the MLP half
-``drop_path(gamma_2 * mlp(norm2(x)))`` (without the gammas when the block has
-no layer scale). Drop path runs inside the functions, so its mask is replayed
-exactly by the recompute. Patch embedding, position embedding, the final
-norm / ``fc_norm`` mean pooling and ``return_feat_map`` are unchanged; the
-output has the same form as before.
+stage with two residual functions per block, built from the block's own
+submodules: the attention half ``drop_path([gamma_1 *] attn(norm1(x)))``
+and the MLP half ``drop_path([gamma_2 *] mlp(norm2(x)))``. The backbone's
+own ``forward`` runs unchanged: the first block's ``forward`` runs the
+chain of all blocks and the others pass their input through, so patch and
+position embedding, the final norms and the output form are upstream's.
 
-Option ``head_chunk`` (int, default 4): attention heads per call inside the
-rewired functions (0 or None: all at once). Heads are independent, so it is
-the same attention; it bounds the transient ``N x N`` attention matrices of
-each recompute, the largest tensors of the reversible backward.
+Options (none changes the function computed):
+
+* ``attention`` (``'upstream'`` or ``'sdpa'``, default ``'upstream'``):
+  the block's ``Attention`` runs as it is, or its weights are used through
+  ``torch.nn.functional.scaled_dot_product_attention`` (no ``N x N``
+  matrix kept; ``tests/test_rewiring_zoo.py`` compares it with the
+  upstream module in float64). Dropout inside the attention must be off
+  for ``'sdpa'``.
+* ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the
+  reversible engine computes the MLP half over slices of tokens (at least
+  ``pieces``, each input at most ``piece_mib`` MiB) and, with
+  ``attention='sdpa'``, the attention half over groups of heads (each
+  piece adds its heads' share of the output projection).
 """
 from functools import partial
+from typing import Callable, Iterator, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmaction.models.backbones.vit_mae import VisionTransformer
+from torch import Tensor
 
-from ..reversible import RewiredStage
-from .base import register_adapter
-from .common import transformer_functions
+from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
+                          split_range)
+from .base import FLOOR_PIECES, Adapter, StageSpec, register_adapter
+from .common import (apply_drop_path, draw_drop_path, layer_scaled,
+                     mlp_half, piece_bytes, split_asked, split_mlp_half)
+
+ATTENTION = ('upstream', 'sdpa')
 
 
-def chunked_attention(attn, x, chunk=None):
-    """``Attention.forward`` evaluated ``chunk`` heads at a time."""
-    B, N, _ = x.shape
+def sdpa_heads(attn, heads: slice, x: Tensor) -> Tensor:
+    """``Attention.forward`` of the heads ``heads`` through
+    ``scaled_dot_product_attention``: their share of the output projection
+    (the projection bias is added by the first group)."""
+    B, N, C = x.shape
+    h = C // attn.num_heads
+    rows = torch.arange(heads.start * h, heads.stop * h, device=x.device)
+    rows = torch.cat([rows, rows + C, rows + 2 * C])
+    bias = None
     if hasattr(attn, 'q_bias'):
         bias = torch.cat((attn.q_bias, torch.zeros_like(attn.v_bias),
-                          attn.v_bias))
-        qkv = F.linear(x, attn.qkv.weight, bias)
-    else:
-        qkv = attn.qkv(x)
-    q, k, v = qkv.reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-    chunk = chunk or attn.num_heads
-    outs = []
-    for h in range(0, attn.num_heads, chunk):
-        scores = (q[:, h:h + chunk] * attn.scale) @ \
-            k[:, h:h + chunk].transpose(-2, -1)
-        outs.append(attn.attn_drop(scores.softmax(dim=-1)) @ v[:, h:h + chunk])
-    x = torch.cat(outs, 1).transpose(1, 2).reshape(B, N, -1)
-    return attn.proj_drop(attn.proj(x))
+                          attn.v_bias))[rows]
+    qkv = F.linear(x, attn.qkv.weight[rows], bias)
+    q, k, v = qkv.reshape(B, N, 3, -1, h).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    out = out.transpose(1, 2).reshape(B, N, -1)
+    cols = slice(heads.start * h, heads.stop * h)
+    return F.linear(out, attn.proj.weight[:, cols],
+                    attn.proj.bias if heads.start == 0 else None)
 
 
-def attention_half(block, x, chunk=None):
+def attention_half(block, attention: str, x: Tensor) -> Tensor:
     """``drop_path([gamma_1 *] attn(norm1(x)))`` of one ViT block."""
-    out = chunked_attention(block.attn, block.norm1(x), chunk)
-    if hasattr(block, 'gamma_1'):
-        out = block.gamma_1 * out
-    return block.drop_path(out)
+    y = block.norm1(x)
+    if attention == 'sdpa':
+        out = sdpa_heads(block.attn, slice(0, block.attn.num_heads), y)
+    else:
+        out = block.attn(y)
+    return block.drop_path(layer_scaled(block, 'gamma_1', out))
 
 
-def mlp_half(block, x):
-    """``drop_path([gamma_2 *] mlp(norm2(x)))`` of one ViT block."""
-    out = block.mlp(block.norm2(x))
-    if hasattr(block, 'gamma_2'):
-        out = block.gamma_2 * out
-    return block.drop_path(out)
+def attention_piece(block, heads: slice, drop, x: Tensor) -> Tensor:
+    """The share of the heads ``heads`` in the attention half."""
+    out = sdpa_heads(block.attn, heads, block.norm1(x))
+    return apply_drop_path(layer_scaled(block, 'gamma_1', out), drop)
 
 
-def position_embedding(vit: VisionTransformer, h: int, w: int):
-    """``pos_embed`` resized to an ``h x w`` patch grid, as the ViT does."""
-    if (h, w) == vit.grid_size:
-        return vit.pos_embed
-    pos_embed = vit.pos_embed.reshape(-1, *vit.grid_size, vit.embed_dims)
-    pos_embed = F.interpolate(pos_embed.permute(0, 3, 1, 2), size=(h, w),
-                              mode='bicubic', align_corners=False)
-    return pos_embed.permute(0, 2, 3, 1).reshape(1, -1, vit.embed_dims)
+def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
+    """Pieces of the attention half: groups of heads, each reading every
+    token and adding its share to the whole output."""
+    drop = draw_drop_path(block.drop_path, x)
+    groups = min(block.attn.num_heads,
+                 num_pieces(x, options['pieces'], piece_bytes(options)))
+    return [Piece((), (), partial(attention_piece, block, slice(a, b), drop))
+            for a, b in split_range(block.attn.num_heads, groups)]
 
 
-def rewired_vit_forward(vit: VisionTransformer, stage: RewiredStage, chunk,
-                        x):
-    """``VisionTransformer.forward`` with the block loop run as one chain."""
-    b, _, _, h, w = x.shape
-    h //= vit.patch_size
-    w //= vit.patch_size
-    x = vit.patch_embed(x)[0]
-    x = vit.pos_drop(x + position_embedding(vit, h, w))
-    x = stage(transformer_functions(
-        vit.blocks, partial(attention_half, chunk=chunk), mlp_half), x)
-    x = vit.norm(x)
-    if vit.return_feat_map:
-        return x.reshape(b, -1, h, w, vit.embed_dims).permute(0, 4, 1, 2, 3)
-    if vit.fc_norm is not None:
-        return vit.fc_norm(x.mean(1))
-    return x[:, 0]
+def block_functions(blocks: Sequence, options: dict) -> List:
+    """Two residual functions per block, in chain order. The whole block
+    is each function's module, so layer-scale gammas get gradients."""
+    split = split_asked(options)
+    attention = options['attention']
+    functions = []
+    for blk in blocks:
+        functions.append(ResidualFunction(
+            partial(attention_half, blk, attention), [blk],
+            partial(split_attention_half, blk, options)
+            if split and attention == 'sdpa' else None))
+        functions.append(ResidualFunction(
+            partial(mlp_half, blk), [blk],
+            partial(split_mlp_half, blk, options) if split else None))
+    return functions
+
+
+def chain_forward(blocks: Sequence, stage: RewiredStage, x: Tensor):
+    """``forward`` of the first block: the chain of all blocks."""
+    return stage(block_functions(blocks, stage.options), x)
 
 
 @register_adapter
-class VisionTransformerAdapter:
+class VisionTransformerAdapter(Adapter):
     """Describes where ``VisionTransformer``'s residual functions are."""
 
     backbone_types = (VisionTransformer, )
-    options = dict(head_chunk=4)
+    options = dict(attention='upstream', pieces=1, piece_mib=None)
+    presets = dict(floor=dict(FLOOR_PIECES, attention='sdpa'))
     functions_per_block = 2
 
-    @staticmethod
-    def stages(backbone: VisionTransformer):
-        """Yield ``(name, stage_module, num_functions, total_blocks)``."""
-        n = len(backbone.blocks)
-        yield 'blocks', backbone, 2 * n, n
+    @classmethod
+    def stages(cls, backbone: VisionTransformer,
+               **options) -> Iterator[StageSpec]:
+        """The whole block stack, run by the first block."""
+        blocks = list(backbone.blocks)
+        n = len(blocks)
+        yield StageSpec('blocks', blocks[0], 2 * n, n, bounds=(0, n),
+                        passthrough=blocks[1:])
 
-    @staticmethod
-    def make_forward(stage_module: VisionTransformer, stage: RewiredStage,
-                     head_chunk=4):
-        """The replacement forward bound to the backbone itself."""
-        return partial(rewired_vit_forward, stage_module, stage, head_chunk)
+    @classmethod
+    def prepare(cls, backbone: VisionTransformer, mode: str,
+                attention: str = 'upstream', **_) -> None:
+        """Check the options (nothing outside the chain changes)."""
+        if attention not in ATTENTION:
+            raise ValueError(f'attention must be one of {ATTENTION}, got '
+                             f'{attention!r}')
+        for i, blk in enumerate(backbone.blocks):
+            drops = (blk.attn.attn_drop.p, blk.attn.proj_drop.p)
+            if attention == 'sdpa' and any(drops):
+                raise ValueError(f"attention='sdpa' needs the attention "
+                                 f'dropout off; blocks.{i} has {drops}')
+
+    @classmethod
+    def make_forward(cls, spec: StageSpec, stage: RewiredStage) -> Callable:
+        """The first block's forward: the chain of all blocks."""
+        return partial(chain_forward, [spec.module, *spec.passthrough],
+                       stage)

@@ -8,11 +8,9 @@ conv2 (BN), squeeze-excitation where the block has it, Swish, conv3 (BN).
 to the branch output before the addition (the addition must stay pure to be
 invertible), the same function change as for ``ResNet3d``. The stem and
 ``conv5`` stay plain. A block's own ``with_cp`` is not used inside the chain
-(it needs no stored activations).
-
-Option ``checkpoint_first`` (default True): in ``'reversible'`` mode the first
-block of each rewired stage runs under activation checkpointing, with
-BatchNorm running statistics updated once.
+(it needs no stored activations). Options: see
+:class:`~.common.ResLayerAdapter`; pieces are slices of time, for the blocks
+without squeeze-excitation (its global pooling is not local).
 """
 from mmaction.models.backbones.x3d import X3D, BlockX3D
 
@@ -28,6 +26,13 @@ def residual_branch(block: BlockX3D, x):
     return block.relu(block.conv3(block.swish(out)))
 
 
+def branch_layers(block: BlockX3D):
+    """The layers :func:`residual_branch` runs."""
+    se = [block.se_module] if block.se_ratio is not None else []
+    return [block.conv1, block.conv2, *se, block.swish, block.conv3,
+            block.relu]
+
+
 def is_chainable(block) -> bool:
     """Whether a block's residual is a pure identity addition."""
     return isinstance(block, BlockX3D) and block.downsample is None
@@ -38,5 +43,7 @@ class X3DAdapter(ResLayerAdapter):
     """Describes where ``X3D``'s residual functions are."""
 
     backbone_types = (X3D, )
+    stem = ('conv1_s', 'conv1_t')
     residual_branch = staticmethod(residual_branch)
+    branch_layers = staticmethod(branch_layers)
     is_chainable = staticmethod(is_chainable)

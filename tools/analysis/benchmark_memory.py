@@ -1,8 +1,9 @@
 """Peak memory and step time of a training step, per rewiring variant.
 
 Variants: ``plain``, ``with_cp`` (activation checkpointing), ``reversible``
-and ``reversible+chunks`` (chunked recompute, ``PatchMerging`` recomputed
-from the streams). Each (model, frames, variant) runs in a fresh subprocess.
+(``rewire(model)``) and ``reversible+floor`` (``rewire(model,
+memory='floor')``: piecewise recompute, non-reversible layers recomputed or
+checkpointed). Each (model, frames, variant) runs in a fresh subprocess.
 On CPU the figure is the peak RSS over the pre-step baseline (the high-water
 mark is reset through ``/proc/self/clear_refs``), run with
 ``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors go back to the system; on
@@ -40,7 +41,7 @@ import time
 from benchmark_models import BUILDERS, INPUTS, build_backbone
 from scan_frames import scan_table, scan_variant
 
-VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+chunks')
+VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+floor')
 MODELS = tuple(BUILDERS)
 
 
@@ -58,10 +59,6 @@ def parse_args():
     parser.add_argument('--steps', type=int, default=1,
                         help='step time is the median over this many steps '
                         '(memory is always that of the first)')
-    parser.add_argument('--chunks', type=int, default=8,
-                        help='reversible+chunks: at least this many pieces')
-    parser.add_argument('--chunk-mib', type=float, default=0.5,
-                        help='reversible+chunks: most MiB of input a piece')
     parser.add_argument('--profile', action='store_true',
                         help='also profile one step with torch.profiler')
     parser.add_argument('--scan-frames', action='store_true',
@@ -111,12 +108,6 @@ def abort_above(limit_mib: float, base_mib: float) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def rewire_options(args) -> dict:
-    """Options of ``reversible+chunks``."""
-    return dict(chunks=args.chunks, chunk_mib=args.chunk_mib,
-                merging='recompute')
-
-
 def make_input(name, batch, frames, size, device):
     import torch
     if INPUTS.get(name) == 'NCHW':
@@ -127,24 +118,27 @@ def make_input(name, batch, frames, size, device):
 def analytic_floor(name, frames, size, batch) -> dict:
     """Bytes a reversible step cannot do without, from the model's shapes.
 
-    Two streams per rewired stage (the stage output shape; the stages'
-    forward runs on the ``meta`` device), the input clip, and one gradient
-    per trainable parameter. Float32.
+    Two streams per rewired stage (the shape of the stage's chain input,
+    seen by running the rewired model on the ``meta`` device), the input
+    clip, and one gradient per trainable parameter. Float32.
     """
     import torch
-    from re2tal_mm.rewiring import find_backbones
-    model = build_backbone(name, False).to('meta')
-    sizes, handles = [], []
-    for _, backbone, adapter in find_backbones(model):
-        for _, stage_module, _, _ in adapter.stages(backbone):
-            if stage_module is not None:
-                handles.append(stage_module.register_forward_hook(
-                    lambda m, a, out: sizes.append(out.numel())))
+    from re2tal_mm.reversible import RewiredStage
+    from re2tal_mm.rewiring import rewire
+    model = rewire(build_backbone(name, False).to('meta'), 'autograd')
+    sizes, call = [], RewiredStage.__call__
+
+    def seen(stage, functions, x, tail=None):
+        sizes.append(x.numel())
+        return call(stage, functions, x, tail)
+
     x = make_input(name, batch, frames, size, 'meta')
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
+    RewiredStage.__call__ = seen
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        RewiredStage.__call__ = call
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mib = 4 / 2**20
     streams = 2 * sum(sizes) * mib
@@ -159,8 +153,8 @@ def build_variant(args):
     model = build_backbone(name, variant == 'with_cp')
     if variant == 'reversible':
         rewire(model, mode='reversible')
-    elif variant == 'reversible+chunks':
-        rewire(model, mode='reversible', **rewire_options(args))
+    elif variant == 'reversible+floor':
+        rewire(model, mode='reversible', memory='floor')
     return model
 
 
@@ -245,8 +239,7 @@ def run_worker(model, variant, frames, args, steps=None,
     cmd = [sys.executable, osp.abspath(__file__), '--worker', '--models',
            model, '--variant', variant, '--frames', str(frames), '--size',
            str(args.size), '--batch', str(args.batch), '--device',
-           args.device, '--steps', str(steps or args.steps), '--chunks',
-           str(args.chunks), '--chunk-mib', str(args.chunk_mib)]
+           args.device, '--steps', str(steps or args.steps)]
     if args.profile:
         cmd.append('--profile')
     if abort_mib:
