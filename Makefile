@@ -29,6 +29,7 @@ $(STAMP): setup.py $(CONSTRAINTS) requirements/runtime.txt requirements/tests.tx
 # flake8 with setup.cfg (MMAction2's line length); seconds, so test runs it first
 lint: $(STAMP)
 	$(BIN)/python -m flake8
+	$(BIN)/python -m isort --check-only --diff .
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

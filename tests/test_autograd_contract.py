@@ -15,6 +15,7 @@ import re2tal_mm  # noqa: F401  (must precede mmaction.models)
 from re2tal_mm.reversible import (ResidualFunction, function, relative_error,
                                   reversible_chain, rewired_loop)
 from re2tal_mm.rewiring import rewire, rewired_stages
+
 from .test_reversible import small_slowfast, small_swin
 from .test_rewiring_zoo import CASES as ZOO
 from .test_rewiring_zoo import flat

@@ -17,9 +17,10 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
-from mmaction.registry import DATASETS
 from re2tal_mm.datasets.annotations import clean_segments
 from re2tal_mm.datasets.tal_dataset import read_skip_list
+
+from mmaction.registry import DATASETS
 from .conftest import REPO, own_logger, runner_log
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',

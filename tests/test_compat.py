@@ -230,6 +230,7 @@ def test_cpu_ddp_device_ids_error_says_what_to_set():
     from mmengine.model import MMDistributedDataParallel
 
     from re2tal_mm.engine import ReversibleDistributedDataParallel
+
     from .conftest import free_port
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
     dist.init_process_group('gloo', rank=0, world_size=1)

@@ -204,8 +204,9 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from mmaction.registry import DATASETS
     from re2tal_mm.rewiring import is_rewired
+
+    from mmaction.registry import DATASETS
     torch.set_num_threads(1)
     torch.manual_seed(0)
 

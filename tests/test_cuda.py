@@ -19,9 +19,10 @@ import pytest
 import torch
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.models.backbones import SwinTransformer3D
 from re2tal_mm.reversible import relative_error
 from re2tal_mm.rewiring import rewire
+
+from mmaction.models.backbones import SwinTransformer3D
 from .conftest import REPO
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),

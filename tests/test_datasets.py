@@ -5,10 +5,11 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-from mmaction.registry import DATASETS, TRANSFORMS
 from re2tal_mm.datasets.synthetic import make_synthetic_dataset
 from re2tal_mm.evaluation import TALMetric
 from re2tal_mm.structures import TemporalGrid
+
+from mmaction.registry import DATASETS, TRANSFORMS
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,10 @@ import os.path as osp
 import torch
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
+from re2tal_mm.rewiring import is_rewired, rewired_stages
+
 from mmaction.registry import DATASETS
 from mmaction.structures import ActionDataSample
-from re2tal_mm.rewiring import is_rewired, rewired_stages
 from .conftest import free_port, spawn_and_wait
 
 DATA = osp.join(osp.dirname(__file__), 'data')

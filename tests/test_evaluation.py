@@ -11,7 +11,6 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
-from mmaction.structures import ActionDataSample
 from re2tal_mm.datasets.annotations import (convert_bsn_activitynet,
                                             convert_gtad_thumos,
                                             dump_activitynet_json,
@@ -19,6 +18,8 @@ from re2tal_mm.datasets.annotations import (convert_bsn_activitynet,
 from re2tal_mm.evaluation import TALMetric, evaluate_detection
 from re2tal_mm.evaluation.functional import (ANET_TIOU_THRESHOLDS,
                                              THUMOS_TIOU_THRESHOLDS)
+
+from mmaction.structures import ActionDataSample
 
 T = (0.5, 0.75)
 TOOLS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')

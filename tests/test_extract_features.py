@@ -28,16 +28,16 @@ import time
 import numpy as np
 import pytest
 import torch
-
-import re2tal_mm  # noqa: F401  (registers the components)
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from mmaction.registry import DATASETS, MODELS, TRANSFORMS
+import re2tal_mm  # noqa: F401  (registers the components)
 from re2tal_mm.apis import build_feature_extractor, extract_video_features
 from re2tal_mm.apis.features import clip_starts, feature_grid
 from re2tal_mm.datasets.synthetic import make_synthetic_dataset, write_h264
 from re2tal_mm.structures import TemporalGrid
+
+from mmaction.registry import DATASETS, MODELS, TRANSFORMS
 from .conftest import REPO
 
 DEMO = osp.join(REPO, 'configs', 're2tal',

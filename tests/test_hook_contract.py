@@ -13,8 +13,9 @@ import re2tal_mm  # noqa: F401  (must precede mmaction.models)
 from re2tal_mm.engine import RewireBackboneHook
 from re2tal_mm.engine.rewire_hook import KeptBytesProbe
 from re2tal_mm.rewiring import is_rewired
-from .test_pieces import tiny_swin
+
 from .conftest import free_port, spawn_and_wait
+from .test_pieces import tiny_swin
 
 
 def refused_worker(rank, world, port, out_dir):

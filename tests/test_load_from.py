@@ -15,6 +15,7 @@ from mmengine.config import Config
 
 import re2tal_mm  # noqa: F401
 from re2tal_mm.rewiring import is_rewired
+
 from .conftest import REPO, own_logger, runner_log
 from .test_engine import TinySyntheticVideos  # noqa: F401 (registers it)
 from .test_reversible import SMALL_SLOWFAST

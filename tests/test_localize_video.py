@@ -200,10 +200,12 @@ def test_equals_the_sliding_window_test_of_a_dataset(model, long_video,
     """What ``mim test`` computes of the video: TALDataset's windows."""
     import copy
 
-    from mmaction.registry import DATASETS
     from mmengine.dataset import pseudo_collate
+
     from re2tal_mm.apis import localize_video
     from re2tal_mm.evaluation import TALMetric
+
+    from mmaction.registry import DATASETS
     duration = LONG_FRAMES / LONG_FPS
     ann = tmp_path / 'ann.json'
     ann.write_text(json.dumps(dict(database=dict(long_0000=dict(

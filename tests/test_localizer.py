@@ -6,12 +6,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from mmengine.structures import InstanceData
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmengine.structures import InstanceData
+from re2tal_mm.structures import pairwise_tiou, segment_nms
+
 from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
-from re2tal_mm.structures import pairwise_tiou, segment_nms
 
 C, K, WIN, FPS, FSTRIDE = 16, 3, 128, 10.0, 4  # one step = 0.4 s
 STEP = FSTRIDE / FPS

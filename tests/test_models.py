@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from mmengine.structures import InstanceData
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmengine.structures import InstanceData
-from mmaction.registry import MODELS
-from mmaction.structures import ActionDataSample
 from re2tal_mm.structures import segment_nms
 
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

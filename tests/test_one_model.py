@@ -13,6 +13,7 @@ from mmengine.config import Config
 import re2tal_mm  # noqa: F401
 from re2tal_mm.engine import META_KEY, RewireBackboneHook
 from re2tal_mm.rewiring import is_rewired, rewiring_spec
+
 from .conftest import REPO, own_logger, runner_log
 
 CONFIG = osp.join(REPO, 'configs', 're2tal',
@@ -133,8 +134,9 @@ def test_unrecorded_checkpoint_runs_as_config_says(trained, tmp_path):
 
 
 def test_construction_and_hook_give_the_same_model():
-    from mmaction.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    from mmaction.registry import MODELS
     init_default_scope('mmaction')
     cfg = Config.fromfile(CONFIG)
     torch.manual_seed(0)

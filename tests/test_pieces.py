@@ -4,17 +4,16 @@ import torch
 from torch import nn
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.models.backbones import ResNet3d, SwinTransformer3D
-from re2tal_mm.engine.rewire_hook import (KeptBytesProbe,
-                                          non_reversible_layers)
+from re2tal_mm.engine.rewire_hook import KeptBytesProbe, non_reversible_layers
 from re2tal_mm.reversible import (Piece, ResidualFunction, num_pieces,
-                                  reversible_chain, rewired_loop,
-                                  split_range)
+                                  reversible_chain, rewired_loop, split_range)
 from re2tal_mm.reversible.pieces import add_at_, take
 from re2tal_mm.rewiring import rewire, rewired_stages, unwire
 from re2tal_mm.rewiring.common import conv_halo
 from re2tal_mm.rewiring.resnet3d import ResNet3dAdapter, branch_layers
 from re2tal_mm.rewiring.swin import LazyMask, block_functions
+
+from mmaction.models.backbones import ResNet3d, SwinTransformer3D
 
 torch.set_num_threads(1)
 TOL = 1e-10

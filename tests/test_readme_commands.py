@@ -326,3 +326,18 @@ def test_shared_data_commands_run(shared_data, workspace, capsys):
     assert (tmp / 'data' / 'activitynet' / 'anet1.3_gt.json').exists()
     assert 'ASSUMED for 200' in out  # the THUMOS validation videos
     assert 'average mAP' in out
+
+
+def test_adapter_example_in_docs_is_the_x3d_adapter():
+    """``docs/backbones.md`` shows ``rewiring/x3d.py`` (without its module
+    docstring) as the worked example: the two stay the same text."""
+    import ast
+    with open(osp.join(REPO, 're2tal_mm', 'rewiring', 'x3d.py')) as f:
+        source = f.read()
+    start = ast.parse(source).body[0].end_lineno
+    code = '\n'.join(source.splitlines()[start:]).strip('\n')
+    with open(osp.join(REPO, 'docs', 'backbones.md')) as f:
+        docs = f.read()
+    section = docs[docs.index('## Adding an adapter'):]
+    example = section.split('```python\n', 1)[1].split('```', 1)[0]
+    assert example.strip('\n') == code

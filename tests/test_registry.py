@@ -1,9 +1,10 @@
 """`import re2tal_mm` registers every component under its name."""
 import pytest
-from mmaction import registry as mmaction_registry
 from mmengine.registry import MODEL_WRAPPERS as ROOT_MODEL_WRAPPERS
 
 import re2tal_mm  # noqa: F401
+
+from mmaction import registry as mmaction_registry
 
 EXPECTED = {
     'MODELS': ['ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss',

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.models.backbones import ResNet3dSlowFast, SwinTransformer3D
 from re2tal_mm.reversible import (ResidualFunction, reconstruction_error,
                                   reversible_chain, rewired_loop)
 from re2tal_mm.rewiring import (is_rewired, rewire, rewired_stages,
                                 rewiring_summary, unwire)
 from re2tal_mm.rewiring.swin import LazyMask, block_functions
+
+from mmaction.models.backbones import ResNet3dSlowFast, SwinTransformer3D
 
 torch.set_num_threads(1)
 

@@ -2,10 +2,11 @@
 import torch
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.registry import MODELS
 from re2tal_mm.engine.rewire_hook import format_summary
 from re2tal_mm.rewiring import (is_rewired, rewire, rewired_stages,
                                 rewiring_summary, unwire)
+
+from mmaction.registry import MODELS
 
 torch.set_num_threads(1)
 

@@ -9,13 +9,13 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.models.backbones import (MViT, X3D, ResNet, ResNet3d,
-                                       ResNetTSM, SwinTransformer3D,
-                                       VisionTransformer)
 from re2tal_mm.reversible import function, relative_error
 from re2tal_mm.rewiring import (find_backbones, mvit, resnet2d, resnet_tsm,
                                 rewire, rewired_stages, rewiring_summary,
                                 unwire, vit, x3d)
+
+from mmaction.models.backbones import (X3D, MViT, ResNet, ResNet3d, ResNetTSM,
+                                       SwinTransformer3D, VisionTransformer)
 
 torch.set_num_threads(1)
 

@@ -8,12 +8,13 @@ import torch
 from mmengine.structures import InstanceData
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from mmaction.registry import MODELS
-from mmaction.structures import ActionDataSample
 from re2tal_mm.models.tridet import (SGPBlock, expected_distance,
                                      neighbour_responses, sgp_large_kernel)
-from tests.test_localizer import (C, K, WIN, average_precision, make_video,
+from tests.test_localizer import (WIN, C, K, average_precision, make_video,
                                   window_sample)
+
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
 
 STRIDES = (1, 2, 4, 8, 16, 32)
 

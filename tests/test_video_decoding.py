@@ -10,9 +10,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from mmaction.registry import TRANSFORMS
 from re2tal_mm.datasets.synthetic import write_h264
 from re2tal_mm.datasets.transforms import PyAVVideoReader
+
+from mmaction.registry import TRANSFORMS
 from .conftest import run_python
 
 BITS = (2, 6)  # rows x columns of the index stamp (frames < 4096)

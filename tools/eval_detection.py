@@ -35,8 +35,7 @@ from typing import Iterable, List, Mapping, Optional
 
 from re2tal_mm.datasets.annotations import (clean_segments,
                                             load_activitynet_json, load_json)
-from re2tal_mm.evaluation.functional import (PROTOCOLS,
-                                             THUMOS_TIOU_THRESHOLDS,
+from re2tal_mm.evaluation.functional import (PROTOCOLS, THUMOS_TIOU_THRESHOLDS,
                                              default_tiou_thresholds,
                                              evaluate_detection,
                                              format_ap_table, name_some)

@@ -247,9 +247,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                          feature_settings, list_videos,
                                          manifest_entry, settings_digest,
                                          shard_of)
-    from re2tal_mm.datasets.feature_manifest import (
-        MANIFEST_NAME, finished_entry, merge_manifest, remove_stale_temps,
-        save_npy_atomic, sidecar_path, write_json_atomic)
+    from re2tal_mm.datasets.feature_manifest import (MANIFEST_NAME,
+                                                     finished_entry,
+                                                     merge_manifest,
+                                                     remove_stale_temps,
+                                                     save_npy_atomic,
+                                                     sidecar_path,
+                                                     write_json_atomic)
     if args.threads:
         torch.set_num_threads(args.threads)
     videos = list_videos(args.video_dir, args.ann_file, args.subset,

@@ -204,18 +204,18 @@ def build_feature_extractor(
         the manifest records (config, model and backbone type, checkpoint
         and its sha256, seed, rewiring, spatial pooling, mean and std).
     """
-    import re2tal_mm  # noqa: F401 - registers the components
     from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from mmaction.registry import MODELS
+    import re2tal_mm  # noqa: F401 - registers the components
     from re2tal_mm.apis.inference import init_localizer
     from re2tal_mm.engine.rewiring_meta import (UNRECORDED,
-                                                checkpoint_rewiring,
-                                                describe)
+                                                checkpoint_rewiring, describe)
     from re2tal_mm.rewiring import apply_rewiring, rewiring_spec
+
+    from mmaction.registry import MODELS
     config_name = config if isinstance(config, str) else \
         getattr(config, 'filename', None) or '<Config>'
     cfg = Config.fromfile(config) if isinstance(config, str) else \

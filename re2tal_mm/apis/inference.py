@@ -53,11 +53,12 @@ def init_localizer(config: Union[str, Config],
             Defaults to None (as trained).
     """
     import re2tal_mm  # noqa: F401 - registers the components
-    from mmaction.registry import MODELS
     from re2tal_mm.engine.rewiring_meta import (UNRECORDED,
                                                 checkpoint_rewiring,
                                                 choose_rewiring, describe)
     from re2tal_mm.rewiring import apply_rewiring, rewiring_spec
+
+    from mmaction.registry import MODELS
     cfg = Config.fromfile(config) if isinstance(config, str) else \
         copy.deepcopy(config)
     init_default_scope(cfg.get('default_scope', 'mmaction'))
@@ -109,8 +110,9 @@ def _split_pipeline(steps: Sequence,
         only; empty if the pipeline has no ``TALVideoInit``), and the tail,
         which decodes and transforms one window.
     """
-    from mmaction.registry import TRANSFORMS
     from re2tal_mm.datasets.transforms import TALVideoInit
+
+    from mmaction.registry import TRANSFORMS
     steps = list(steps)
     at = next((i for i, s in enumerate(steps)
                if _type_name(s) == 'TALVideoInit'), None)

@@ -183,6 +183,7 @@ class LoadTALFeature(BaseTransform):
     def _merged_entry(self, path: str, video_id: str) -> Optional[dict]:
         import json
         import os
+
         from .feature_manifest import MANIFEST_FORMAT
         try:
             mtime = os.stat(path).st_mtime_ns
@@ -204,6 +205,7 @@ class LoadTALFeature(BaseTransform):
     def manifest_entry(self, feature_path: str) -> Optional[tuple]:
         """``(entry, manifest file)`` of a feature file, or None."""
         import os.path as osp
+
         from .feature_manifest import MANIFEST_NAME, read_entry
         if self.manifest is False or self.manifest is None:
             return None

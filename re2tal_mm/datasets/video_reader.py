@@ -11,7 +11,6 @@ from typing import List, Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
-
 # Frames that the end of a stream may fall short of the count derived from
 # its container's duration (the last frame's duration is often rounded).
 _END_SLACK = 2

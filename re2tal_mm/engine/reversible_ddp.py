@@ -5,7 +5,6 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 
 from mmaction.registry import MODEL_WRAPPERS
-
 from ..rewiring import is_rewired, rewire
 
 

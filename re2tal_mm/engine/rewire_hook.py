@@ -7,7 +7,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mmaction.registry import HOOKS
-
 from ..rewiring import (find_backbones, is_rewired, rewire, rewired_stages,
                         rewiring_summary, unwire)
 from .rewiring_meta import RewiringMetaHook, unwrap

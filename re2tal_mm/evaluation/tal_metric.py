@@ -9,10 +9,11 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-from mmaction.registry import METRICS
 from re2tal_mm.datasets.annotations import (class_names_of,
                                             load_activitynet_json)
 from re2tal_mm.structures import segment_nms
+
+from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
                          format_ap_table, name_some)
 

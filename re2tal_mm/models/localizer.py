@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 
-from mmaction.registry import MODELS
 from re2tal_mm.rewiring import apply_rewiring
 from re2tal_mm.structures import TemporalGrid
+
+from mmaction.registry import MODELS
 
 SPATIAL_POOLS = ('avg', 'max', 'avgmax')
 

@@ -4,8 +4,9 @@ import json
 import torch
 from mmengine.structures import InstanceData
 
-from mmaction.registry import MODELS
 from re2tal_mm.structures import segment_nms
+
+from mmaction.registry import MODELS
 
 
 @MODELS.register_module()

@@ -1,9 +1,9 @@
 """Reversible coupling and its autograd Function (pure PyTorch)."""
-from .pieces import Piece, num_pieces, split_range, whole_piece
 from .coupling import (ResidualFunction, reconstruction_error, relative_error,
                        rewired_loop)
 from .function import (MODES, ReversibleChainFunction, RewiredStage,
                        reversible_chain)
+from .pieces import Piece, num_pieces, split_range, whole_piece
 
 __all__ = [
     'Piece', 'MODES', 'ResidualFunction', 'ReversibleChainFunction',

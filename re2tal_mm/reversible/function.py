@@ -6,10 +6,10 @@ import torch
 from torch import Tensor
 from torch.autograd.profiler import record_function
 
-from .pieces import Piece, add_at_, take, whole_piece
 from .coupling import (AutocastState, ResidualFunction, RNGState,
                        frozen_running_stats, merge_streams,
                        reconstruction_error, rewired_loop)
+from .pieces import Piece, add_at_, take, whole_piece
 
 MODES = ('reversible', 'autograd')
 

@@ -2,8 +2,8 @@
 
 Importing an adapter module registers it (see :mod:`.base`).
 """
-from . import resnet3d, swin  # noqa: F401  (register the adapters)
-from . import mvit, resnet2d, resnet_tsm, vit, x3d  # noqa: F401
+# imported for their side effect: each registers its adapter
+from . import mvit, resnet2d, resnet3d, resnet_tsm, swin, vit, x3d  # noqa
 from .base import ADAPTERS, register_adapter
 from .rewire import (apply_rewiring, find_backbones, is_rewired, rewire,
                      rewired_stages, rewiring_spec, rewiring_summary,

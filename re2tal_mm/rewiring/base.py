@@ -12,8 +12,8 @@ Subclass :class:`Adapter` and decorate it with :func:`register_adapter`;
 changes.
 """
 from abc import ABC, abstractmethod
-from typing import (Any, Callable, ClassVar, Dict, Iterator, List,
-                    NamedTuple, Optional, Sequence, Tuple)
+from typing import (Any, Callable, ClassVar, Dict, Iterator, List, NamedTuple,
+                    Optional, Sequence, Tuple)
 
 from torch import nn
 

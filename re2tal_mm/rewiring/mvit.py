@@ -26,10 +26,10 @@ from itertools import groupby
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from mmaction.models.backbones.mvit import MViT
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from mmaction.models.backbones.mvit import MViT
 from ..reversible import ResidualFunction, RewiredStage
 from .base import (FLOOR_PIECES, Adapter, StageSpec, Undo, patch_forwards,
                    register_adapter)

@@ -12,7 +12,6 @@ own ``with_cp`` is not used inside the chain. Options: see
 :class:`~.common.ResLayerAdapter` (pieces are slices of height).
 """
 from mmaction.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
-
 from .base import register_adapter
 from .common import ResLayerAdapter
 

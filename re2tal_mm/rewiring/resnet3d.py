@@ -13,7 +13,6 @@ non-local block or a downsample are left as they are. Options: see
 """
 from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
-
 from .base import register_adapter
 from .common import ResLayerAdapter
 

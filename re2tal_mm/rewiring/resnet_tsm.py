@@ -11,7 +11,6 @@ shifted as a whole (``shift_place='block'``: the shift also acts on the
 shortcut, no identity residual) or wrapped by a non-local block stay plain.
 """
 from mmaction.models.backbones.resnet_tsm import ResNetTSM
-
 from .base import register_adapter
 from .resnet2d import ResNet2dAdapter
 

@@ -38,7 +38,6 @@ from torch.utils.checkpoint import checkpoint
 from mmaction.models.backbones.swin import (BasicLayer, PatchMerging,
                                             SwinTransformer3D, compute_mask,
                                             get_window_size)
-
 from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
                           split_range)
 from .base import (FLOOR_PIECES, Adapter, StageSpec, patch_forwards,

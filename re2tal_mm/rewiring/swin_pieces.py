@@ -15,7 +15,6 @@ from torch import Tensor
 
 from mmaction.models.backbones.swin import (get_window_size, window_partition,
                                             window_reverse)
-
 from ..reversible import Piece, num_pieces, split_range
 from .common import apply_drop_path, draw_drop_path, piece_bytes
 

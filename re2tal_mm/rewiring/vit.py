@@ -27,14 +27,14 @@ from typing import Callable, Iterator, List, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmaction.models.backbones.vit_mae import VisionTransformer
 from torch import Tensor
 
+from mmaction.models.backbones.vit_mae import VisionTransformer
 from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
                           split_range)
 from .base import FLOOR_PIECES, Adapter, StageSpec, register_adapter
-from .common import (apply_drop_path, draw_drop_path, layer_scaled,
-                     mlp_half, piece_bytes, split_asked, split_mlp_half)
+from .common import (apply_drop_path, draw_drop_path, layer_scaled, mlp_half,
+                     piece_bytes, split_asked, split_mlp_half)
 
 ATTENTION = ('upstream', 'sdpa')
 

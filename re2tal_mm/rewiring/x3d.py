@@ -13,7 +13,6 @@ invertible), the same function change as for ``ResNet3d``. The stem and
 without squeeze-excitation (its global pooling is not local).
 """
 from mmaction.models.backbones.x3d import X3D, BlockX3D
-
 from .base import register_adapter
 from .common import ResLayerAdapter
 

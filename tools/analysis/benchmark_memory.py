@@ -123,6 +123,7 @@ def analytic_floor(name, frames, size, batch) -> dict:
     clip, and one gradient per trainable parameter. Float32.
     """
     import torch
+
     from re2tal_mm.reversible import RewiredStage
     from re2tal_mm.rewiring import rewire
     model = rewire(build_backbone(name, False).to('meta'), 'autograd')

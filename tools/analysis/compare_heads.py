@@ -27,9 +27,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
 import re2tal_mm  # noqa: F401,E402  (registers the models)
-from mmaction.registry import MODELS  # noqa: E402
-from tests.test_localizer import (C, K, WIN, average_precision,  # noqa: E402
+from tests.test_localizer import (WIN, C, K, average_precision,  # noqa: E402
                                   make_video, predict_video, window_sample)
+
+from mmaction.registry import MODELS  # noqa: E402
 
 DIMS = 32
 AF_NECK = dict(type='ActionFormerNeck', in_channels=C, embed_dims=DIMS,
