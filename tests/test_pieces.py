@@ -10,7 +10,7 @@ from re2tal_mm.reversible import (Piece, ResidualFunction, num_pieces,
 from re2tal_mm.reversible.pieces import add_at_, take
 from re2tal_mm.rewiring import rewire, rewired_stages, unwire
 from re2tal_mm.rewiring.common import conv_halo
-from re2tal_mm.rewiring.resnet3d import ResNet3dAdapter, branch_layers
+from re2tal_mm.rewiring.resnet3d import ResNet3dAdapter
 from re2tal_mm.rewiring.swin import LazyMask, block_functions
 
 from mmaction.models.backbones import ResNet3d, SwinTransformer3D
@@ -118,7 +118,7 @@ def test_resnet_time_pieces_with_halo_equal_whole():
     torch.manual_seed(0)
     model = double_train(tiny_resnet(norm_eval=True))
     block = model.layer1[1]
-    assert conv_halo(block, branch_layers(block)) == 1  # 3x3x3 conv2
+    assert conv_halo(block, ResNet3dAdapter.branch_layers(block)) == 1
     x = torch.randn(2, 3, 9, 16, 16, dtype=torch.float64)
     pieces = ResNet3dAdapter.function(block, dict(pieces=3)).split(
         torch.zeros(1, 16, 9, 4, 4))

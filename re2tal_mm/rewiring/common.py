@@ -188,6 +188,27 @@ def split_branch(branch: Callable, halo: int, options: dict,
     return pieces
 
 
+def resnet_branch(block: nn.Module, x: Tensor) -> Tensor:
+    """``relu(conv3(conv2(conv1(x))))`` of a ResNet block (``conv2`` last
+    for basic blocks), 2D or 3D: the branch with the ReLU moved onto it.
+
+    Whatever wraps ``conv1.conv`` (TSM's temporal shift, TIN's interlace)
+    runs here too: it lives inside the branch.
+    """
+    out = block.conv2(block.conv1(x))
+    if hasattr(block, 'conv3'):
+        out = block.conv3(out)
+    return block.relu(out)
+
+
+def resnet_branch_layers(block: nn.Module) -> List[nn.Module]:
+    """The layers :func:`resnet_branch` runs."""
+    convs = [block.conv1, block.conv2]
+    if hasattr(block, 'conv3'):
+        convs.append(block.conv3)
+    return convs + [block.relu]
+
+
 class ResLayerAdapter(Adapter):
     """Base of adapters for backbones with ``nn.Sequential`` stages.
 

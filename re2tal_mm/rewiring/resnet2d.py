@@ -13,27 +13,7 @@ own ``with_cp`` is not used inside the chain. Options: see
 """
 from mmaction.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from .base import register_adapter
-from .common import ResLayerAdapter
-
-
-def residual_branch(block, x):
-    """``relu(conv3(conv2(conv1(x))))`` (``conv2`` last for basic blocks).
-
-    Whatever wraps ``conv1.conv`` (TSM's temporal shift, TIN's interlace)
-    runs here too: it lives inside the branch.
-    """
-    out = block.conv2(block.conv1(x))
-    if isinstance(block, Bottleneck):
-        out = block.conv3(out)
-    return block.relu(out)
-
-
-def branch_layers(block):
-    """The layers :func:`residual_branch` runs."""
-    convs = [block.conv1, block.conv2]
-    if isinstance(block, Bottleneck):
-        convs.append(block.conv3)
-    return convs + [block.relu]
+from .common import ResLayerAdapter, resnet_branch, resnet_branch_layers
 
 
 def is_chainable(block) -> bool:
@@ -47,6 +27,6 @@ class ResNet2dAdapter(ResLayerAdapter):
     """Describes where a 2D ``ResNet``'s residual functions are."""
 
     backbone_types = (ResNet, )
-    residual_branch = staticmethod(residual_branch)
-    branch_layers = staticmethod(branch_layers)
+    residual_branch = staticmethod(resnet_branch)
+    branch_layers = staticmethod(resnet_branch_layers)
     is_chainable = staticmethod(is_chainable)

@@ -14,23 +14,7 @@ non-local block or a downsample are left as they are. Options: see
 from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
 from .base import register_adapter
-from .common import ResLayerAdapter
-
-
-def residual_branch(block, x):
-    """``relu(conv3(conv2(conv1(x))))`` (``conv2`` last for basic blocks)."""
-    out = block.conv2(block.conv1(x))
-    if isinstance(block, Bottleneck3d):
-        out = block.conv3(out)
-    return block.relu(out)
-
-
-def branch_layers(block):
-    """The layers :func:`residual_branch` runs."""
-    convs = [block.conv1, block.conv2]
-    if isinstance(block, Bottleneck3d):
-        convs.append(block.conv3)
-    return convs + [block.relu]
+from .common import ResLayerAdapter, resnet_branch, resnet_branch_layers
 
 
 def is_chainable(block) -> bool:
@@ -44,6 +28,6 @@ class ResNet3dAdapter(ResLayerAdapter):
     """Describes where ``ResNet3d``'s residual functions are."""
 
     backbone_types = (ResNet3d, )
-    residual_branch = staticmethod(residual_branch)
-    branch_layers = staticmethod(branch_layers)
+    residual_branch = staticmethod(resnet_branch)
+    branch_layers = staticmethod(resnet_branch_layers)
     is_chainable = staticmethod(is_chainable)
