@@ -348,6 +348,10 @@ def test_memory_floor_is_exact_and_computes_in_pieces(name, monkeypatch):
     scale = max(t.norm() for t in g_ref.values())
     assert max((g[n] - g_ref[n]).norm() / max(g_ref[n].norm(), 1e-6 * scale)
                for n in g_ref) < 1e-10
+    # unwire undoes what the preset's ``prepare`` patched, generically
+    unwire(floor)
+    assert all('forward' not in m.__dict__ for m in floor.modules())
+    assert all(p.requires_grad for p in floor.parameters())
 
 
 def test_memory_presets_choose_options():
