@@ -192,7 +192,7 @@ def _kept_detections(merged: Sequence[dict], duration: float,
     return dets
 
 
-def localize_video(model, video_path: str,
+def localize_video(model: torch.nn.Module, video_path: str,
                    score_thr: float = 0.0,
                    window_duration: Optional[float] = None,
                    window_overlap: Optional[float] = None,

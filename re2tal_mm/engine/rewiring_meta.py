@@ -7,12 +7,13 @@ if it was trained as another function than the model about to run it.
 :func:`rewiring_of_config` reads what a config asks for, for the paths that
 build a model outside a Runner (``re2tal_mm.apis``).
 """
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+from torch import nn
 
 from mmaction.registry import HOOKS
 from ..rewiring import rewiring_spec
@@ -23,7 +24,7 @@ META_KEY = 're2tal_rewiring'
 UNRECORDED = 'unrecorded'
 
 
-def unwrap(model):
+def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a model wrapper (DDP and friends)."""
     return model.module if is_model_wrapper(model) else model
 
@@ -40,7 +41,7 @@ def describe(spec: Optional[dict]) -> str:
     return f'rewired {mode}' + (f' ({options})' if options else '')
 
 
-def checkpoint_rewiring(checkpoint: dict):
+def checkpoint_rewiring(checkpoint: dict) -> Union[dict, None, str]:
     """The spec a checkpoint records: a dict, None (trained un-rewired) or
     :data:`UNRECORDED`."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None

@@ -125,7 +125,8 @@ class TALMetric(BaseMetric):
                 scores=_np(get('scores')).reshape(-1).astype(np.float64),
                 labels=_np(get('labels')).reshape(-1).astype(np.int64)))
 
-    def merge_predictions(self, results, class_names):
+    def merge_predictions(self, results: Sequence[dict],
+                          class_names: Sequence[str]) -> dict:
         """Group by video, apply the final NMS, name the labels."""
         grouped = defaultdict(list)
         for r in results:
