@@ -216,6 +216,25 @@ def test_head_gradients_are_finite_and_reach_every_branch():
         assert sum(grads) > 0, branch
 
 
+def test_negative_center_offset_scores_still_get_gradient():
+    """The center-offset scores are logits: one that is negative everywhere
+    (here start bin 0) must keep its gradient (a ReLU on them kills the bin
+    for good: starts under one stride away then decode a stride early)."""
+    torch.manual_seed(0)
+    neck, head = _neck(), _head()
+    head.reg_out.weight.data[0].zero_()
+    head.reg_out.bias.data[0] = -1.  # start bin 0: score -1 everywhere
+    x = torch.randn(1, C, 64)
+    mask = torch.ones(1, 64, dtype=torch.bool)
+    feats, masks = neck(x, mask)
+    cls_outs, reg_outs = head(feats, masks)
+    losses = head.loss(cls_outs, reg_outs, masks,
+                       [torch.tensor([[3.5, 12.]])], [torch.tensor([1])])
+    losses['loss_reg'].backward()
+    assert abs(float(head.reg_out.bias.grad[0])) > 1e-6
+    assert float(head.reg_out.weight.grad[0].abs().sum()) > 0
+
+
 def test_boundary_branches_do_not_backpropagate_into_the_neck():
     torch.manual_seed(0)
     head = _head()
@@ -241,6 +260,21 @@ def test_zero_init_leaves_sgp_branches_without_gradient():
         for conv in (block.fc, block.global_fc, block.psi, block.conv_w,
                      block.conv_kw):
             assert (conv.weight.grad.abs().sum() > 0) == trained
+
+
+def test_default_neck_sgp_products_start_without_constant_terms():
+    """TriDetNeck inits its SGP convolutions Gaussian with zero biases (the
+    published scheme): zero features get a zero SGP mixing, no per-channel
+    constant that every block would add to the residual stream."""
+    torch.manual_seed(0)
+    neck = _neck()
+    zeros, mask = torch.zeros(2, 32, 16), torch.ones(2, 16, dtype=torch.bool)
+    for block in list(neck.stem) + list(neck.levels):
+        assert float(block.sgp(zeros, mask).abs().max()) == 0
+        for conv in (block.fc, block.global_fc, block.psi, block.conv_w,
+                     block.conv_kw):
+            assert float(conv.bias.abs().max()) == 0
+            assert 0.05 < float(conv.weight.std()) < 0.2
 
 
 # --------------------------------------------------------------- padding

@@ -179,7 +179,16 @@ class TriDetNeck(BaseModule):
             Defaults to 0.1.
         layer_scale (float, optional): Initial layer scale of the
             downsampling levels' residual branches. Defaults to 1e-4.
-        init_std (float, optional): See :class:`SGPBlock`. Defaults to None.
+        init_std (float, optional): See :class:`SGPBlock`. Defaults to 0.1:
+            Gaussian weights and zero biases, the published init scheme.
+            PyTorch's default init draws the depthwise 1x1 convolutions'
+            weights *and biases* from U(-1, 1), so every gated product starts
+            with a constant per-channel term (``b_fc * relu(b_g)``,
+            ``b_psi * (b_w + b_kw)``) added to the residual stream at every
+            block: at init a few channels dominate it (top channel 25% of the
+            energy vs 9%), and on ``tools/analysis/compare_heads.py`` (seed 2)
+            the ActionFormer head over it lost one regression side for good
+            (its ReLU'd offset zero at every positive, mAP@0.9 0.01).
         input_noise (float): Std of Gaussian noise added to the input in
             training. Defaults to 0.
         out_norm (bool): LayerNorm on every level's output. Defaults to True.
@@ -192,7 +201,7 @@ class TriDetNeck(BaseModule):
                  kernel_size: int = 1, k: float = 5.,
                  mlp_dims: Optional[int] = 768, num_groups: int = 16,
                  drop_path: float = 0.1, layer_scale: Optional[float] = 1e-4,
-                 init_std: Optional[float] = None, input_noise: float = 0.,
+                 init_std: Optional[float] = 0.1, input_noise: float = 0.,
                  out_norm: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -305,7 +314,7 @@ class TriDetHead(ActionFormerHead):
     For instant ``t`` of a level and class ``c`` (one shared class when
     ``class_aware_boundaries`` is False), with the start response ``R_s``,
     the end response ``R_e`` and the center-offset scores ``C_s``, ``C_e``
-    (``num_bins + 1`` each, ``ReLU`` of a per-level scaled conv)::
+    (``num_bins + 1`` each, a per-level scaled conv)::
 
         P_s(b) = softmax_b(R_s[t - b, c] + C_s[t, b]),  b = 0..num_bins
         d_s    = sum_b b * P_s(b)                 (and d_e from t + b)
@@ -343,6 +352,16 @@ class TriDetHead(ActionFormerHead):
             signal and the decoded boundaries are about 2x less precise on
             synthetic data, ``tools/analysis/compare_heads.py``). Defaults
             to True.
+        offset_relu (bool): ``ReLU`` on the center-offset scores (the
+            published code reuses ActionFormer's distance regression output,
+            ``relu(scale * conv)``). The scores are logits added to the
+            boundary responses, so a floor at 0 buys nothing, and a bin
+            whose score is negative at every instant gets no gradient: it
+            is stuck at 0 while its neighbours' scores grow, and the bin is
+            never chosen. On ``tools/analysis/compare_heads.py`` (seed 2)
+            training kills start bin 0 at every level: each start less than
+            one stride before its instant decodes one full stride early, and
+            those candidates outscore the accurate ones. Defaults to False.
         iou_weight_power (float): Exponent of the IoU weight of the
             positives' classification loss; 0 disables it. Defaults to 0.2.
         center_sample_radius (float): Defaults to 1.5.
@@ -363,6 +382,7 @@ class TriDetHead(ActionFormerHead):
                  num_bins: int = 16, boundary_kernel_size: int = 3,
                  class_aware_boundaries: bool = True,
                  detach_boundary_feats: bool = True,
+                 offset_relu: bool = False,
                  iou_weight_power: float = 0.2,
                  center_sample_radius: float = 1.5,
                  loss_cls: dict = dict(type='TALSigmoidFocalLoss'),
@@ -377,6 +397,7 @@ class TriDetHead(ActionFormerHead):
                          prior_prob, init_cfg)
         self.num_bins, self.iou_weight_power = num_bins, iou_weight_power
         self.detach_boundary_feats = detach_boundary_feats
+        self.offset_relu = offset_relu
         self.boundary_classes = num_classes if class_aware_boundaries else 1
         # center-offset branch: C_s and C_e, (num_bins + 1) scores each
         self.reg_out = nn.Conv1d(feat_channels, 2 * (num_bins + 1), 3,
@@ -427,8 +448,8 @@ class TriDetHead(ActionFormerHead):
         for x, mask, scale in zip(feats, masks, self.scales):
             m = mask[:, None].to(x.dtype)
             c = self.cls_out(self._run_tower(self.cls_tower, x, m)) * m
-            off = F.relu(scale(self.reg_out(
-                self._run_tower(self.reg_tower, x, m)))) * m
+            off = scale(self.reg_out(self._run_tower(self.reg_tower, x, m)))
+            off = (F.relu(off) if self.offset_relu else off) * m
             xb = x.detach() if self.detach_boundary_feats else x
             start = self._response(self.start_branch, xb, m)
             end = self._response(self.end_branch, xb, m)

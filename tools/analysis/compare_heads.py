@@ -48,6 +48,10 @@ AF_HEAD = dict(type='ActionFormerHead', num_classes=K, in_channels=DIMS,
 # (decoded boundary error on training windows about 2x ActionFormer's, mAP@0.9
 # 0.80 vs 0.91 over seeds 0-2 with 300 iterations), so both heads train the
 # neck here.
+# The SGP neck and the Trident head run with their defaults for the SGP
+# convolutions' init (Gaussian, zero biases: ``TriDetNeck(init_std=0.1)``)
+# and the center offsets (no ReLU: ``TriDetHead(offset_relu=False)``); their
+# docstrings say what PyTorch's init and the ReLU did to seed 2.
 TRIDET_HEAD = dict(type='TriDetHead', num_classes=K, in_channels=DIMS,
                    feat_channels=DIMS, num_bins=16,
                    detach_boundary_feats=False)
