@@ -5,10 +5,13 @@ from .localizer import TemporalActionLocalizer
 from .losses import DIoU1DLoss, TALSigmoidFocalLoss
 from .neck import ActionFormerNeck
 from .post_processing import TALPostProcessor
+from .temporal_adapter import (ClipBatchedViT, ClipGrid, TemporalAdapter,
+                               insert_temporal_adapters, set_temporal_context)
 from .tridet import SGPBlock, TriDetHead, TriDetNeck
 
 __all__ = [
-    'ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss', 'SGPBlock',
-    'TALPostProcessor', 'TALSigmoidFocalLoss', 'TemporalActionLocalizer',
-    'TriDetHead', 'TriDetNeck'
+    'ActionFormerHead', 'ActionFormerNeck', 'ClipBatchedViT', 'ClipGrid',
+    'DIoU1DLoss', 'SGPBlock', 'TALPostProcessor', 'TALSigmoidFocalLoss',
+    'TemporalActionLocalizer', 'TemporalAdapter', 'TriDetHead', 'TriDetNeck',
+    'insert_temporal_adapters', 'set_temporal_context'
 ]

@@ -22,7 +22,8 @@ def _meta(sample, key, default=None):
 def report_backbone_loading(model, state_dict, prefix, *args) -> None:
     """Load-time check of the backbone's tensors (a ``load_state_dict``
     pre-hook): says how many were found, warns with the names of missing or
-    mismatched ones (never a silent random initialisation), and loads a bare
+    mismatched ones (never a silent random initialisation; new temporal
+    adapter tensors are reported as new), and loads a bare
     backbone state_dict (keys without ``backbone.``) into the backbone."""
     if model.backbone is None:
         return
@@ -41,6 +42,9 @@ def report_backbone_loading(model, state_dict, prefix, *args) -> None:
     wrong = [k for k, v in found.items()
              if getattr(v, 'shape', None) != own[k]]
     missing = [k for k in own if k not in found]
+    # temporal adapters are new to any pretrained backbone: said, not warned
+    new = [k for k in missing if '.temporal_adapter.' in k]
+    missing = [k for k in missing if k not in new]
     extra = [k[len(prefix):] for k in state_dict if k.startswith(prefix) and
              k.split('.', 1)[0] not in dict(model.named_children())]
     head = sum(k.startswith('cls_head.') for k in extra)
@@ -48,6 +52,9 @@ def report_backbone_loading(model, state_dict, prefix, *args) -> None:
         f'loading the backbone: {len(found) - len(wrong)}/{len(own)} tensors '
         f'from the checkpoint; {len(extra)} keys outside this model ignored'
         + (f' ({head} of the recognizer head cls_head.*)' if head else ''))
+    if new:
+        logger.info(f'{len(new)} temporal adapter tensors are new (not in '
+                    'the checkpoint): they keep their initialisation')
     if missing or wrong:
         names = ', '.join((missing + wrong)[:8])
         logger.warning(

@@ -9,7 +9,8 @@
 * :func:`draw_drop_path` / :func:`apply_drop_path`: one drop-path mask for
   all pieces of a function.
 * :func:`mlp_half` / :func:`split_mlp_half`: the MLP half of a pre-norm
-  transformer block (ViT, MViT), whole or over slices of tokens.
+  transformer block (ViT, MViT), whole or over slices of tokens;
+  :func:`temporal_adapter_functions`: a block's temporal adapter.
 """
 from contextlib import nullcontext
 from functools import partial
@@ -123,6 +124,71 @@ def split_mlp_half(block: nn.Module, options: dict,
     return [Piece((slice(None), slice(a, b)), (slice(None), slice(a, b)), fn)
             for a, b in split_range(x.shape[1], num_pieces(
                 x, options.get('pieces'), piece_bytes(options)))]
+
+
+def batch_head_pieces(fn: Callable, drop, batch: int, heads: int,
+                      n: int) -> List[Piece]:
+    """Pieces of an attention computed per sample and shared out by heads:
+    slices of the batch (dimension 0, each with its slice of the drop-path
+    mask ``drop``), then groups of heads within a slice (each adding its
+    share); ``n`` pieces, or as near as the batch and the heads allow.
+    ``fn(heads, drop, x)`` computes one piece (``heads`` a slice)."""
+    slices = split_range(batch, min(batch, n))
+    groups = min(heads, -(-n // len(slices)))
+    pieces = []
+    for a, b in slices:
+        part = None if drop is None else (drop[0], drop[1][a:b])
+        for h0, h1 in split_range(heads, groups):
+            pieces.append(Piece((slice(a, b), ), (slice(a, b), ),
+                                partial(fn, slice(h0, h1), part)))
+    return pieces
+
+
+def no_residual(x: Tensor) -> Tensor:
+    """A residual function that adds nothing (a 0-d zero, broadcast)."""
+    return x.new_zeros(())
+
+
+# keeps the streams' roles after a temporal adapter: with F = 0 the chain
+# step is h_k = h_{k-2}, so one such step would swap which stream the next
+# function reads; two (the adapter at zero, then this) leave the chain as
+# it was without the adapter
+KEEP_STREAMS = ResidualFunction(no_residual, [])
+
+
+def temporal_adapter_functions(block: nn.Module,
+                               options: dict) -> List[ResidualFunction]:
+    """The residual functions of ``block.temporal_adapter`` (see
+    ``re2tal_mm/models/temporal_adapter.py``): its branch, then
+    :data:`KEEP_STREAMS`, so a zero-initialised temporal adapter leaves the
+    rewired backbone's function exactly as without it; empty without one.
+    Its ``ClipGrid`` is bound now: the recompute in the backward uses the
+    one of this forward. Split when asked: its convolution is along time
+    only, so rows of the token grid are independent."""
+    adapter = getattr(block, 'temporal_adapter', None)
+    if adapter is None:
+        return []
+    grid = adapter.context
+    split = partial(split_temporal_adapter, adapter, grid, options) \
+        if split_asked(options) and grid is not None else None
+    return [ResidualFunction(partial(adapter.residual, grid), [adapter],
+                             split), KEEP_STREAMS]
+
+
+def split_temporal_adapter(adapter: nn.Module, grid, options: dict,
+                           x: Tensor) -> List[Piece]:
+    """Pieces of a temporal adapter on ``(B * clips, t * h * w, C)``
+    tokens: rows ``[h0, h1)`` of the grid, at every time step (segments of
+    the token dimension)."""
+    n, t, h, w = grid
+    pieces = []
+    for h0, h1 in split_range(h, num_pieces(x, options.get('pieces'),
+                                            piece_bytes(options))):
+        index = (slice(None), tuple(
+            slice(k * h * w + h0 * w, k * h * w + h1 * w) for k in range(t)))
+        pieces.append(Piece(index, index, partial(
+            adapter.residual, type(grid)(n, t, h1 - h0, w))))
+    return pieces
 
 
 # --------------------------------------------------- convolution branches

@@ -3,7 +3,8 @@
 All blocks keep the token shape, so the whole block stack is one reversible
 stage with two residual functions per block, built from the block's own
 submodules: the attention half ``drop_path([gamma_1 *] attn(norm1(x)))``
-and the MLP half ``drop_path([gamma_2 *] mlp(norm2(x)))``. The backbone's
+and the MLP half ``drop_path([gamma_2 *] mlp(norm2(x)))`` (a third: a
+temporal adapter, ``re2tal_mm/models/temporal_adapter.py``). The backbone's
 own ``forward`` runs unchanged: the first block's ``forward`` runs the
 chain of all blocks and the others pass their input through, so patch and
 position embedding, the final norms and the output form are upstream's.
@@ -19,8 +20,8 @@ Options (none changes the function computed):
 * ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the
   reversible engine computes the MLP half over slices of tokens (at least
   ``pieces``, each input at most ``piece_mib`` MiB) and, with
-  ``attention='sdpa'``, the attention half over groups of heads (each
-  piece adds its heads' share of the output projection).
+  ``attention='sdpa'``, the attention half over slices of the batch, then
+  groups of heads (each adds its heads' share of the output projection).
 """
 from functools import partial
 from typing import Callable, Iterator, List, Sequence
@@ -30,11 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmaction.models.backbones.vit_mae import VisionTransformer
-from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
-                          split_range)
+from ..reversible import Piece, ResidualFunction, RewiredStage, num_pieces
 from .base import FLOOR_PIECES, Adapter, StageSpec, register_adapter
-from .common import (apply_drop_path, draw_drop_path, layer_scaled, mlp_half,
-                     piece_bytes, split_asked, split_mlp_half)
+from .common import (apply_drop_path, batch_head_pieces, draw_drop_path,
+                     layer_scaled, mlp_half, piece_bytes, split_asked,
+                     split_mlp_half, temporal_adapter_functions)
 
 ATTENTION = ('upstream', 'sdpa')
 
@@ -77,13 +78,12 @@ def attention_piece(block, heads: slice, drop, x: Tensor) -> Tensor:
 
 
 def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
-    """Pieces of the attention half: groups of heads, each reading every
-    token and adding its share to the whole output."""
-    drop = draw_drop_path(block.drop_path, x)
-    groups = min(block.attn.num_heads,
-                 num_pieces(x, options['pieces'], piece_bytes(options)))
-    return [Piece((), (), partial(attention_piece, block, slice(a, b), drop))
-            for a, b in split_range(block.attn.num_heads, groups)]
+    """Pieces of the attention half: slices of the batch (attention is per
+    sample, e.g. per clip), then groups of heads adding their shares."""
+    return batch_head_pieces(
+        partial(attention_piece, block), draw_drop_path(block.drop_path, x),
+        x.shape[0], block.attn.num_heads,
+        num_pieces(x, options['pieces'], piece_bytes(options)))
 
 
 def block_functions(blocks: Sequence, options: dict) -> List:
@@ -100,6 +100,7 @@ def block_functions(blocks: Sequence, options: dict) -> List:
         functions.append(ResidualFunction(
             partial(mlp_half, blk), [blk],
             partial(split_mlp_half, blk, options) if split else None))
+        functions.extend(temporal_adapter_functions(blk, options))
     return functions
 
 
@@ -122,8 +123,9 @@ class VisionTransformerAdapter(Adapter):
                **options) -> Iterator[StageSpec]:
         """The whole block stack, run by the first block."""
         blocks = list(backbone.blocks)
-        n = len(blocks)
-        yield StageSpec('blocks', blocks[0], 2 * n, n, bounds=(0, n),
+        n, extra = len(blocks), 2 * sum(hasattr(b, 'temporal_adapter')
+                                        for b in blocks)
+        yield StageSpec('blocks', blocks[0], 2 * n + extra, n, bounds=(0, n),
                         passthrough=blocks[1:])
 
     @classmethod

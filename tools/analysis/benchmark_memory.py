@@ -3,7 +3,14 @@
 Variants: ``plain``, ``with_cp`` (activation checkpointing), ``reversible``
 (``rewire(model)``) and ``reversible+floor`` (``rewire(model,
 memory='floor')``: piecewise recompute, non-reversible layers recomputed or
-checkpointed). Each (model, frames, variant) runs in a fresh subprocess.
+checkpointed). For the ViTs (``vit-b``, ``vit-b-24``) as ``ClipBatchedViT``
+(16-frame clips, SDPA attention everywhere) also ``full`` (plain
+fine-tuning), ``adatad`` (frozen backbone, temporal adapters, checkpointed
+blocks) and ``reversible+adapters`` (frozen, temporal adapters, rewired with
+``memory='floor'``), with trainable parameters and AdamW state (2 floats per
+trainable parameter) beside the peak, and the shape arithmetic of the three
+for ViT-B/L/g at 768x160 and 1536x224 (``adapter_arithmetic.py``). Each
+(model, frames, variant) runs in a fresh subprocess.
 On CPU the figure is the peak RSS over the pre-step baseline (the high-water
 mark is reset through ``/proc/self/clear_refs``), run with
 ``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors go back to the system; on
@@ -29,6 +36,8 @@ Examples::
         --steps 3
     python tools/analysis/benchmark_memory.py --models swin-t --scan-frames \
         --budget-gib 8 --max-frames 1024
+    python tools/analysis/benchmark_memory.py --models vit-b vit-b-24 \
+        --variants full adatad reversible+adapters --frames 128 --size 160
 """
 import argparse
 import json
@@ -38,10 +47,14 @@ import subprocess
 import sys
 import time
 
-from benchmark_models import BUILDERS, INPUTS, build_backbone
+from adapter_arithmetic import arithmetic_table, estimate
+from benchmark_models import (ADAPTER_VARIANTS, BUILDERS, CLIP_VITS, INPUTS,
+                              build_backbone, clip_vit)
 from scan_frames import scan_table, scan_variant
 
-VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+floor')
+# the default run: the rewiring variants of every backbone
+REWIRING_VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+floor')
+VARIANTS = (*REWIRING_VARIANTS, *ADAPTER_VARIANTS)
 MODELS = tuple(BUILDERS)
 
 
@@ -50,8 +63,8 @@ def parse_args():
     parser.add_argument('--models', nargs='+',
                         default=['swin-t', 'slowfast-r50'],
                         choices=MODELS)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=VARIANTS)
+    parser.add_argument('--variants', nargs='+',
+                        default=list(REWIRING_VARIANTS), choices=VARIANTS)
     parser.add_argument('--frames', nargs='+', type=int, default=[8, 16, 32])
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batch', type=int, default=1)
@@ -115,7 +128,7 @@ def make_input(name, batch, frames, size, device):
     return torch.randn(batch, 3, frames, size, size, device=device)
 
 
-def analytic_floor(name, frames, size, batch) -> dict:
+def analytic_floor(name, frames, size, batch, variant=None) -> dict:
     """Bytes a reversible step cannot do without, from the model's shapes.
 
     Two streams per rewired stage (the shape of the stage's chain input,
@@ -126,7 +139,9 @@ def analytic_floor(name, frames, size, batch) -> dict:
 
     from re2tal_mm.reversible import RewiredStage
     from re2tal_mm.rewiring import rewire
-    model = rewire(build_backbone(name, False).to('meta'), 'autograd')
+    model = clip_vit(name, variant) if variant in ADAPTER_VARIANTS else \
+        build_backbone(name, False)
+    model = rewire(model.to('meta'), 'autograd')
     sizes, call = [], RewiredStage.__call__
 
     def seen(stage, functions, x, tail=None):
@@ -151,6 +166,11 @@ def analytic_floor(name, frames, size, batch) -> dict:
 def build_variant(args):
     from re2tal_mm.rewiring import rewire
     name, variant = args.models[0], args.variant
+    if variant in ADAPTER_VARIANTS:
+        if name not in CLIP_VITS:
+            raise ValueError(f'variant {variant} needs a ViT model '
+                             f'({sorted(CLIP_VITS)}), got {name}')
+        return clip_vit(name, variant)
     model = build_backbone(name, variant == 'with_cp')
     if variant == 'reversible':
         rewire(model, mode='reversible')
@@ -199,8 +219,10 @@ def measure(args) -> dict:
     torch.manual_seed(0)
     name = args.models[0]
     device = torch.device(args.device)
-    floor = analytic_floor(name, args.frames[0], args.size, args.batch)
+    floor = analytic_floor(name, args.frames[0], args.size, args.batch,
+                           args.variant)
     model = build_variant(args)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.to(device).train()
     cuda = device.type == 'cuda'
     if cuda:
@@ -227,7 +249,9 @@ def measure(args) -> dict:
         model.zero_grad(set_to_none=True)
     step, fwd = sorted(times)[len(times) // 2]
     row = dict(model=name, variant=args.variant, frames=args.frames[0],
-               peak_mib=peak - base, step_s=step, forward_s=fwd, **floor)
+               size=args.size,
+               peak_mib=peak - base, step_s=step, forward_s=fwd,
+               trainable=trainable, adamw_mib=8 * trainable / 2**20, **floor)
     if args.profile:
         row['profile'] = profile_step(model, x)
     return row
@@ -284,6 +308,34 @@ def markdown_table(rows) -> str:
         lines.append(f'| {model} | {frames} | {r["floor_mib"]:.0f} | '
                      f'{r["streams_mib"]:.0f} | {r["input_mib"]:.0f} | '
                      f'{r["grads_mib"]:.0f} |')
+    return '\n'.join(lines)
+
+
+def adapter_table(rows) -> str:
+    """The temporal-adapter variants: peak, ratios to ``full`` and
+    ``adatad``, trainable parameters and AdamW state (2 floats each), and
+    the shape arithmetic of the same step (without the weights, which the
+    measured peak leaves out too)."""
+    rows = [r for r in rows if r['variant'] in ADAPTER_VARIANTS]
+    ref = {(r['model'], r['frames'], r['variant']): r for r in rows}
+    lines = ['| model | frames | variant | peak MiB | x full | x adatad | '
+             'trainable params | AdamW state MiB | step s | '
+             'arithmetic MiB |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        depth = CLIP_VITS[r['model']][0]
+        est = estimate('ViT-B', r['frames'], r.get('size', 224),
+                       r['variant'], depth)
+        est = (est['total'] - est['weights'] - est['adam']) / 2**20
+        ratios = []
+        for other in ('full', 'adatad'):
+            o = ref.get((r['model'], r['frames'], other))
+            ratios.append(f'{r["peak_mib"] / o["peak_mib"]:.3f}' if o
+                          else '-')
+        lines.append(
+            f'| {r["model"]} | {r["frames"]} | {r["variant"]} | '
+            f'{r["peak_mib"]:.0f} | {ratios[0]} | {ratios[1]} | '
+            f'{r["trainable"]:,} | {r["adamw_mib"]:.1f} | '
+            f'{r["step_s"]:.1f} | {est:.0f} |')
     return '\n'.join(lines)
 
 
@@ -364,6 +416,10 @@ def main():
               flush=True)
         rows.append(row)
     table = markdown_table(rows)
+    if any(r['variant'] in ADAPTER_VARIANTS for r in rows):
+        table += ('\n\n' + adapter_table(rows) + '\n\nShape arithmetic '
+                  '(float32, batch 1; what each would need on a GPU):\n\n'
+                  + arithmetic_table())
     if args.profile:
         table += '\n\n' + profile_table(rows)
     print(table)

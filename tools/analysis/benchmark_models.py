@@ -80,6 +80,36 @@ def swin_stage(depth: int, with_cp: bool):
         with_cp=with_cp)
 
 
+# ViT models that also have the temporal-adapter variants of
+# ``benchmark_memory.py`` (as ``ClipBatchedViT``: windows cut into 16-frame
+# clips): name -> (depth, embed_dims, num_heads)
+CLIP_VITS = {'vit-b': (12, 768, 12), 'vit-b-24': (24, 768, 12)}
+# the three variants of parameter-efficient end-to-end TAL, all with the
+# same attention kernel (SDPA)
+ADAPTER_VARIANTS = ('full', 'adatad', 'reversible+adapters')
+
+
+def clip_vit(name: str, variant: str):
+    """``ClipBatchedViT`` of the ViT ``name`` for ``variant``: ``'full'``
+    (no temporal adapter, all trainable), ``'adatad'`` (frozen, temporal
+    adapters in every block, checkpointed blocks) or
+    ``'reversible+adapters'`` (frozen, temporal adapters, rewired with
+    ``memory='floor'``); SDPA attention in every variant."""
+    import re2tal_mm  # noqa: F401  (before mmaction.models)
+    from re2tal_mm.models import ClipBatchedViT
+    from re2tal_mm.rewiring import rewire
+    depth, dims, heads = CLIP_VITS[name]
+    model = ClipBatchedViT(
+        img_size=224, patch_size=16, embed_dims=dims, depth=depth,
+        num_heads=heads, mlp_ratio=4, qkv_bias=True, num_frames=16,
+        tubelet_size=2, use_mean_pooling=False, attention='sdpa',
+        with_cp=variant == 'adatad',
+        temporal_adapter=None if variant == 'full' else dict())
+    if variant == 'reversible+adapters':
+        rewire(model, 'reversible', memory='floor', attention='sdpa')
+    return model.train()
+
+
 BUILDERS: Dict[str, Callable] = {
     'swin-t': swin_t,
     'swin-stage-d2': partial(swin_stage, 2),
