@@ -9,7 +9,8 @@ from mmaction import registry as mmaction_registry
 EXPECTED = {
     'MODELS': ['ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss',
                'TALPostProcessor', 'TALSigmoidFocalLoss',
-               'TemporalActionLocalizer', 'TriDetHead', 'TriDetNeck'],
+               'TemporalActionLocalizer', 'TriDetHead', 'TriDetNeck',
+               'ClipBatchedViT', 'TemporalAdapter'],
     'DATASETS': ['TALDataset'],
     'TRANSFORMS': ['LoadTALFeature', 'PackTALInputs', 'TALVideoDecode',
                    'TALVideoInit', 'TALWindowSample'],
