@@ -33,14 +33,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _with_traceback_on_hang(rank, worker, timeout, *args):
+    """Run ``worker`` and, if it is still running after ``timeout`` s,
+    print every thread's stack to stderr first: a hung rank says where."""
+    import faulthandler
+    faulthandler.dump_traceback_later(timeout)
+    try:
+        worker(rank, *args)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def spawn_and_wait(worker, args, nprocs=2, timeout=300, attempts=1):
     """``torch.multiprocessing.spawn`` with a deadline: a hang fails the
-    test (workers terminated) instead of blocking the suite.
+    test (workers terminated, after printing their stacks) instead of
+    blocking the suite.
 
     ``args[1]`` is the rendezvous port when ``attempts > 1``: a timed-out
     attempt is repeated on a fresh port (a port picked by :func:`free_port`
     can be taken by another process before the workers bind it, and a rank
-    that reaches someone else's store waits forever).
+    that reaches someone else's store waits forever, or raises when the
+    workers bound their rendezvous).
     """
     import time
 
@@ -48,15 +61,23 @@ def spawn_and_wait(worker, args, nprocs=2, timeout=300, attempts=1):
     for attempt in range(attempts):
         if attempt:
             args = (args[0], free_port(), *args[2:])
-        ctx = mp.spawn(worker, args=args, nprocs=nprocs, join=False)
+        ctx = mp.spawn(_with_traceback_on_hang,
+                       args=(worker, max(timeout - 10, 1), *args),
+                       nprocs=nprocs, join=False)
         deadline = time.monotonic() + timeout
-        while not ctx.join(timeout=5):
-            if time.monotonic() > deadline:
-                for proc in ctx.processes:
-                    proc.terminate()
-                break
-        else:
-            return
+        try:
+            while not ctx.join(timeout=5):
+                if time.monotonic() > deadline:
+                    for proc in ctx.processes:
+                        proc.terminate()
+                    break
+            else:
+                return
+        except mp.ProcessRaisedException:
+            # a bounded rendezvous that timed out raises in the worker;
+            # the last attempt lets the worker's error through
+            if attempt == attempts - 1:
+                raise
     pytest.fail(f'{worker.__name__} did not finish in {timeout} s '
                 f'({attempts} attempt(s))')
 

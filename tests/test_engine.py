@@ -1,4 +1,5 @@
 """Runner integration: the hook with a stock MMAction2 config, and DDP."""
+import datetime
 import os
 import os.path as osp
 
@@ -73,8 +74,11 @@ def small_slowonly():
 def ddp_worker(rank, world, port, batch, out_path):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    torch.distributed.init_process_group('gloo', rank=rank,
-                                         world_size=world)
+    # a bounded wait: a rendezvous or collective that cannot complete
+    # raises instead of hanging
+    torch.distributed.init_process_group(
+        'gloo', rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=60))
     from re2tal_mm.engine import ReversibleDistributedDataParallel
     torch.manual_seed(0)
     model = small_slowonly().double()
@@ -92,7 +96,8 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     torch.manual_seed(1)
     batch = torch.randn(4, 3, 2, 16, 16, dtype=torch.float64)
     out = str(tmp_path / 'grads.pt')
-    spawn_and_wait(ddp_worker, (2, free_port(), batch, out))
+    spawn_and_wait(ddp_worker, (2, free_port(), batch, out), timeout=120,
+                   attempts=2)
     torch.manual_seed(0)
     model = small_slowonly().double()
     model.train()
