@@ -180,3 +180,46 @@ def test_keep_graph_fallback_without_private_torch_api(monkeypatch):
     assert all(relative_error(grads_of(model)[n], 2 * g) < 1e-12
                for n, g in expected.items() if g is not None)
     assert rewired_stages(model)
+
+
+@pytest.mark.parametrize('name', list(BUILDERS))
+def test_parameter_hooks_see_the_stage_gradient_once(name):
+    """A hook on a parameter (here: doubling, and counting calls) runs once
+    per backward on the whole gradient, as under autograd: the recompute
+    back-propagates through stand-ins of the parameters, so the pieces'
+    partial gradients never reach the hook (they once did, once per piece
+    and again on the total: a doubling hook quadrupled)."""
+    results = []
+    for mode in ('autograd', 'reversible'):
+        model, x = build(name, 'autograd')
+        rewire(model, mode, memory='floor')  # pieces where the model has any
+        calls = []
+
+        def hook(g, calls=calls):
+            calls.append(1)
+            return 2 * g
+
+        handles = [p.register_hook(hook) for p in model.parameters()]
+        loss_of(model, x).backward()
+        for h in handles:
+            h.remove()
+        results.append((grads_of(model), len(calls)))
+    (g_ref, n_ref), (g_rev, n_rev) = results
+    assert n_rev == n_ref == sum(g is not None for g in g_ref.values())
+    # some gradients are zero up to rounding (a bias before a softmax)
+    floor = 1e-6 * max(g.norm() for g in g_ref.values() if g is not None)
+    for n, g in g_ref.items():
+        if g is not None:
+            err = ((g_rev[n] - g).norm() / max(g.norm(), floor)).item()
+            assert err < 1e-10, n
+
+
+def test_a_parameter_used_directly_is_refused():
+    """A function that captured a parameter tensor (not read from its module
+    at call time) would lose its gradient in the backward: refused."""
+    lins, fns = toy_chain()
+    weight = lins[1].weight
+    fns[1] = ResidualFunction(lambda t: torch.tanh(t @ weight.T), [lins[1]])
+    x = torch.randn(3, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r'Linear.weight directly'):
+        reversible_chain(fns, x).square().sum().backward()

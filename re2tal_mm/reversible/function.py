@@ -56,76 +56,119 @@ DOUBLE_BACKWARD_ERROR = (
     'same function, ordinary autograd) for higher-order gradients.')
 
 
-@contextmanager
-def requiring_grad(params: Sequence[Tensor]):
-    """``params`` require grad inside the body (restored after): the
-    recompute must track the parameters of the forward even if one was
-    frozen in between, as autograd's own graph would."""
-    off = [p for p in params if not p.requires_grad]
-    for p in off:
-        p.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p in off:
-            p.requires_grad_(False)
+class ParameterAliases:
+    """Detached stand-ins for the parameters while functions are recomputed
+    in the backward; each one's ``.grad`` sums its gradient over pieces and
+    functions.
 
-
-class GradAccumulator:
-    """Sums parameter gradients piece by piece, in parameter order.
+    The backward of a piece runs on the aliases, not on the parameters, so
+    (as under autograd) hooks registered on a parameter see its gradient
+    once, the stage's total, when the Function returns it; and a piece's
+    parameter gradients are added up as autograd produces them, one
+    parameter at a time, instead of all of a function's at once.
+    ``wanted`` are the parameters to give gradients to (the ones trainable
+    at the forward, even if frozen since: their aliases require grad).
 
     Args:
-        params (Sequence[Tensor]): The parameters receiving gradients.
+        wanted (Sequence[Tensor]): Parameters receiving gradients.
     """
 
-    def __init__(self, params: Sequence[Tensor]):
-        self.index = {id(p): i for i, p in enumerate(params)}
-        self.grads: List[Optional[Tensor]] = [None] * len(params)
+    def __init__(self, wanted: Sequence[Tensor]):
+        self.wanted = {id(p) for p in wanted}
+        self.aliases: Dict[int, Tensor] = {}
 
-    def add(self, params: Sequence[Tensor], grads: Sequence) -> None:
-        for p, g in zip(params, grads):
-            if g is None:
-                continue
-            i = self.index[id(p)]
-            if self.grads[i] is None:
-                self.grads[i] = g
-            else:
-                self.grads[i].add_(g)
+    def of(self, p: Tensor) -> Tensor:
+        alias = self.aliases.get(id(p))
+        if alias is None:
+            alias = p.detach().requires_grad_(id(p) in self.wanted)
+            self.aliases[id(p)] = alias
+        return alias
+
+    @contextmanager
+    def swapped(self, modules: Sequence[torch.nn.Module]):
+        """The modules hold the aliases in place of their parameters inside
+        the body (restored after)."""
+        swaps = []
+        for module in {id(m): m for top in modules
+                       for m in top.modules()}.values():
+            for name, p in module._parameters.items():
+                if p is not None:
+                    module._parameters[name] = self.of(p)
+                    swaps.append((module, name, p))
+        try:
+            yield
+        finally:
+            for module, name, p in swaps:
+                module._parameters[name] = p
+
+    def grad(self, p: Tensor) -> Optional[Tensor]:
+        alias = self.aliases.get(id(p))
+        return None if alias is None else alias.grad
+
+
+DIRECT_USE_ERROR = (
+    'a residual function of a reversible stage used the parameter {name} '
+    'directly, not as an attribute of one of its modules (e.g. captured in '
+    'a functools.partial): its gradient would be lost. Read it from the '
+    'module when the function runs (module.weight), or list the module that '
+    "owns it in the function's modules.")
+
+
+def check_direct_use(out: Tensor, f: ResidualFunction,
+                     params: Sequence[Tensor]) -> None:
+    """Refuse a recompute of ``f`` whose graph reaches one of ``params``
+    itself rather than its alias (:data:`DIRECT_USE_ERROR`)."""
+    ids = {id(p) for p in params}
+    stack, seen = [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, 'variable', None)
+        if variable is not None and id(variable) in ids:
+            name = next((f'{type(m).__name__}.{n}' for m in f.modules
+                         for n, p in m.named_parameters()
+                         if p is variable), tuple(variable.shape))
+            raise RuntimeError(DIRECT_USE_ERROR.format(name=name))
+        stack.extend(next_node for next_node, _ in node.next_functions)
 
 
 def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
-                    grad_x: Optional[Tensor], acc: GradAccumulator,
+                    grad_x: Optional[Tensor], aliases: ParameterAliases,
                     f_params: Sequence[Tensor], on_output=None,
                     combine=None) -> None:
     """Recompute ``y = f(x)`` piece by piece and back-propagate ``grad_y``.
 
     ``grad_x[read] += dL/dx`` (skipped when ``grad_x`` is None: nothing below
-    needs it) and parameter gradients go to ``acc``; ``on_output(piece,
-    out)`` sees every recomputed piece (to rebuild a stream).
-    ``combine(piece)`` maps the read input piece to ``f``'s input (e.g.
-    merging two streams). Must run inside the replayed RNG/autocast.
+    needs it) and parameter gradients go to the ``.grad`` of their
+    ``aliases``; ``on_output(piece, out)`` sees every recomputed piece (to
+    rebuild a stream). ``combine(piece)`` maps the read input piece to
+    ``f``'s input (e.g. merging two streams). Must run inside the replayed
+    RNG/autocast.
     """
-    f_params = list(f_params)
-    for piece in pieces_of(f, x):
+    wrt_params = [aliases.of(p) for p in f_params]
+    for i, piece in enumerate(pieces_of(f, x)):
         part = take(x, piece.read)
         if combine is not None:
             part = combine(piece, part)
         inp = part.detach().requires_grad_(grad_x is not None)
-        with torch.enable_grad(), record_function('re2tal.recompute'):
+        with torch.enable_grad(), aliases.swapped(f.modules), \
+                record_function('re2tal.recompute'):
             out = piece.fn(inp)
+        if i == 0 and out.requires_grad:
+            check_direct_use(out, f, f_params)
         if on_output is not None:
             on_output(piece, out.detach())
-        wrt = ([inp] if grad_x is not None else []) + f_params
+        wrt = ([inp] if grad_x is not None else []) + wrt_params
         if wrt and out.requires_grad:
             with record_function('re2tal.piece_backward'):
-                grads = list(torch.autograd.grad(
-                    out, wrt, take(grad_y, piece.write).to(out.dtype),
-                    allow_unused=True))
-            if grad_x is not None:
-                grad_in = grads.pop(0)
-                if grad_in is not None:
-                    add_at_(grad_x, piece.read, grad_in)
-            acc.add(f_params, grads)
+                # accumulates into the aliases' .grad as each is produced
+                torch.autograd.backward(
+                    out, take(grad_y, piece.write).to(out.dtype),
+                    inputs=wrt)
+            if grad_x is not None and inp.grad is not None:
+                add_at_(grad_x, piece.read, inp.grad)
         del inp, out
 
 
@@ -149,6 +192,10 @@ class ReversibleChainFunction(torch.autograd.Function):
     * the parameters given gradients are the ones passed to the forward
       (saved, never re-collected in the backward); of those, only the ones
       ``ctx.needs_input_grad`` asks for get one;
+    * the recompute runs on stand-ins of the parameters
+      (:class:`ParameterAliases`), so a hook on a parameter sees the
+      stage's gradient once, and a function that uses a parameter tensor
+      it captured instead of reading it from its module is refused;
     * no input gradient is computed when ``x`` needs none, and the walk stops
       below the lowest function with a trainable parameter then;
     * ``backward(retain_graph=True)`` may run again: the saved streams are
@@ -206,26 +253,25 @@ class ReversibleChainFunction(torch.autograd.Function):
         def params_of(ps):
             return [p for p in ps if id(p) in wanted]
 
-        acc = GradAccumulator(params)
+        aliases = ParameterAliases(params)
         functions = list(ctx.functions)
         f_params = [params_of(ps) for ps in ctx.function_params]
         need_x = ctx.needs_input_grad[0]
         # the lowest function whose input gradient (or own) is still needed
         lowest = 0 if need_x else next(
             (k for k, ps in enumerate(f_params) if ps), len(functions))
-        with requiring_grad(params):
-            return ReversibleChainFunction._walk_back(
-                ctx, prev, cur, grad_out, acc, need_x, lowest, f_params,
-                params_of(ctx.tail_params), params)
+        return ReversibleChainFunction._walk_back(
+            ctx, prev, cur, grad_out, aliases, need_x, lowest, f_params,
+            params_of(ctx.tail_params))
 
     @staticmethod
-    def _walk_back(ctx, prev, cur, grad_out, acc, need_x, lowest, f_params,
-                   tail_params, params):
+    def _walk_back(ctx, prev, cur, grad_out, aliases, need_x, lowest,
+                   f_params, tail_params):
         """The backward proper: from the output to ``lowest``."""
         functions = ctx.functions
         grad_prev = grad_out / 2 if ctx.tail is None else \
             ReversibleChainFunction._tail_backward(
-                ctx, prev, cur, grad_out, acc, tail_params)
+                ctx, prev, cur, grad_out, aliases, tail_params)
         grad_cur = grad_prev.clone()
         for k in range(len(functions) - 1, lowest - 1, -1):
             f, state = functions[k], ctx.rng_states[k]
@@ -236,7 +282,7 @@ class ReversibleChainFunction(torch.autograd.Function):
                 # h_{k-2} = h_k - F_k(h_{k-1}), rebuilt in place of h_k
                 backward_pieces(
                     f, prev, grad_cur,
-                    grad_prev if need_x or k > lowest else None, acc,
+                    grad_prev if need_x or k > lowest else None, aliases,
                     f_params[k],
                     on_output=lambda c, out, cur=cur: add_at_(
                         cur, c.write, out, alpha=-1))
@@ -244,11 +290,10 @@ class ReversibleChainFunction(torch.autograd.Function):
             prev, cur = cur, prev
             grad_prev, grad_cur = grad_cur, grad_prev
         grad_x = grad_prev.add_(grad_cur) if need_x else None
-        by_id = dict(zip(map(id, params), acc.grads))
-        return (grad_x, None, None, *(by_id.get(id(p)) for p in ctx.params))
+        return (grad_x, None, None, *(aliases.grad(p) for p in ctx.params))
 
     @staticmethod
-    def _tail_backward(ctx, prev, cur, grad_out, acc,
+    def _tail_backward(ctx, prev, cur, grad_out, aliases,
                        tail_params) -> Tensor:
         """Back-propagate through ``tail(merge(prev, cur))``; returns the
         gradient of each stream (half that of the merged output)."""
@@ -258,7 +303,7 @@ class ReversibleChainFunction(torch.autograd.Function):
         with frozen_running_stats(tail.modules), ctx.tail_rng.replay(), \
                 ctx.autocast.replay():
             backward_pieces(
-                tail, cur, grad_out, grad_merged, acc, tail_params,
+                tail, cur, grad_out, grad_merged, aliases, tail_params,
                 combine=lambda c, cur_piece: merge_streams(
                     take(prev, c.read), cur_piece))
         return grad_merged.div_(2)
