@@ -161,15 +161,18 @@ def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
         if on_output is not None:
             on_output(piece, out.detach())
         wrt = ([inp] if grad_x is not None else []) + wrt_params
-        if wrt and out.requires_grad:
-            with record_function('re2tal.piece_backward'):
-                # accumulates into the aliases' .grad as each is produced
-                torch.autograd.backward(
-                    out, take(grad_y, piece.write).to(out.dtype),
-                    inputs=wrt)
-            if grad_x is not None and inp.grad is not None:
-                add_at_(grad_x, piece.read, inp.grad)
-        del inp, out
+        if not (wrt and out.requires_grad):
+            continue
+        # the backward starts from the output's gradient edge, so the
+        # output itself (unless its graph saved it) is freed first
+        edge = torch.autograd.graph.get_gradient_edge(out)
+        grad = take(grad_y, piece.write).to(out.dtype)
+        del out
+        with record_function('re2tal.piece_backward'):
+            # accumulates into the aliases' .grad as each is produced
+            torch.autograd.backward(edge, grad, inputs=wrt)
+        if grad_x is not None and inp.grad is not None:
+            add_at_(grad_x, piece.read, inp.grad)
 
 
 class ReversibleChainFunction(torch.autograd.Function):
