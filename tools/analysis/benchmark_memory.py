@@ -50,7 +50,7 @@ import time
 
 from adapter_arithmetic import arithmetic_table, estimate
 from benchmark_models import (ADAPTER_VARIANTS, BUILDERS, CLIP_VITS, INPUTS,
-                              build_backbone, clip_vit)
+                              WITHOUT_CP, build_backbone, clip_vit)
 from scan_frames import scan_table, scan_variant
 
 # the default run: the rewiring variants of every backbone
@@ -424,7 +424,11 @@ def main():
         print(f'plot written to {png}')
         return
     jobs = [(m, f, v) for m in args.models for f in args.frames
-            for v in args.variants]
+            for v in args.variants if not (v == 'with_cp' and m in WITHOUT_CP)]
+    skipped = sorted(set(args.models) & WITHOUT_CP)
+    if 'with_cp' in args.variants and skipped:
+        print(f'with_cp skipped for {", ".join(skipped)} (no activation '
+              'checkpointing)')
     for i, (model, frames, variant) in enumerate(jobs, 1):
         print(f'[{i}/{len(jobs)}] {model} {frames} frames {variant} ...',
               end=' ', flush=True)

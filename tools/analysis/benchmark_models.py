@@ -122,6 +122,8 @@ BUILDERS: Dict[str, Callable] = {
     'x3d-m': x3d_m,
     'tsm-r50': tsm_r50,
 }
+# models without activation checkpointing: no ``with_cp`` variant
+WITHOUT_CP = frozenset({'vit-b', 'vit-b-24', 'mvit-s'})
 # models whose input is not (N, 3, T, H, W): 'NCHW' is a 2D backbone taking
 # the frames folded into the batch, (N * T, 3, H, W)
 INPUTS: Dict[str, str] = {'tsm-r50': 'NCHW'}
