@@ -188,7 +188,10 @@ class TriDetNeck(BaseModule):
             block: at init a few channels dominate it (top channel 25% of the
             energy vs 9%), and on ``tools/analysis/compare_heads.py`` (seed 2)
             the ActionFormer head over it lost one regression side for good
-            (its ReLU'd offset zero at every positive, mAP@0.9 0.01).
+            (its ReLU'd offset zero at every positive, mAP@0.9 0.01). The
+            gated products' scale matters: with the Trident head (seeds 0-4,
+            300 iterations) mAP@0.9 is 0.952 with ``0`` (products dead),
+            0.944 with 0.1, 0.925 with 0.3 and 0.822 with 1.0.
         input_noise (float): Std of Gaussian noise added to the input in
             training. Defaults to 0.
         out_norm (bool): LayerNorm on every level's output. Defaults to True.
