@@ -10,7 +10,9 @@ blocks) and ``reversible+adapters`` (frozen, temporal adapters, rewired with
 ``memory='floor'``), with trainable parameters and AdamW state (2 floats per
 trainable parameter) beside the peak, and the shape arithmetic of the three
 for ViT-B/L/g at 768x160 and 1536x224 (``adapter_arithmetic.py``). Each
-(model, frames, variant) runs in a fresh subprocess.
+(model, frames, variant) runs in fresh subprocesses: on CPU one measures
+the memory and another, with the default allocator, the step time
+(:func:`measure_row`).
 On CPU the figure is the peak RSS over the pre-step baseline (the high-water
 mark is reset through ``/proc/self/clear_refs``) of the step after a
 warm-up step (:func:`warm_up`), run with
@@ -72,8 +74,8 @@ def parse_args():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--steps', type=int, default=1,
                         help='step time is the median over this many steps '
-                        'after the warm-up step (memory is always that of '
-                        'the first of them)')
+                        'after the warm-up step (memory is that of one step;'
+                        ' on CPU time and memory come from two processes)')
     parser.add_argument('--profile', action='store_true',
                         help='also profile one step with torch.profiler')
     parser.add_argument('--scan-frames', action='store_true',
@@ -95,6 +97,8 @@ def parse_args():
                         help='internal: measure one configuration')
     parser.add_argument('--variant', choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument('--abort-mib', type=float, help=argparse.SUPPRESS)
+    parser.add_argument('--timing', action='store_true',
+                        help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -229,13 +233,12 @@ def warm_up(model, x) -> None:
 
 
 def measure(args) -> dict:
-    """One training step (forward + backward) of one configuration."""
+    """One configuration: the peak memory of one training step, or with
+    ``--timing`` the step time (median over ``--steps``)."""
     import torch
     torch.manual_seed(0)
     name = args.models[0]
     device = torch.device(args.device)
-    floor = analytic_floor(name, args.frames[0], args.size, args.batch,
-                           args.variant)
     model = build_variant(args)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.to(device).train()
@@ -265,37 +268,62 @@ def measure(args) -> dict:
                     rss_mib('VmHWM'))
         model.zero_grad(set_to_none=True)
     step, fwd = sorted(times)[len(times) // 2]
-    row = dict(model=name, variant=args.variant, frames=args.frames[0],
-               size=args.size,
-               peak_mib=peak - base, step_s=step, forward_s=fwd,
-               trainable=trainable, adamw_mib=8 * trainable / 2**20, **floor)
-    if args.profile:
-        row['profile'] = profile_step(model, x)
-    return row
+    if args.timing:
+        row = dict(step_s=step, forward_s=fwd)
+        if args.profile:
+            row['profile'] = profile_step(model, x)
+        return row
+    floor = analytic_floor(name, args.frames[0], args.size, args.batch,
+                           args.variant)
+    return dict(model=name, variant=args.variant, frames=args.frames[0],
+                size=args.size, peak_mib=peak - base, step_s=step,
+                forward_s=fwd, trainable=trainable,
+                adamw_mib=8 * trainable / 2**20, **floor)
 
 
 def run_worker(model, variant, frames, args, steps=None,
-               abort_mib=None) -> dict:
+               abort_mib=None, timing=False) -> dict:
     """Measure one configuration in a fresh interpreter (None when it was
-    stopped above ``abort_mib``)."""
+    stopped above ``abort_mib``): its memory with an allocator that gives
+    freed memory back (``MALLOC_MMAP_THRESHOLD_``), or with ``timing`` its
+    step time with the default allocator."""
     cmd = [sys.executable, osp.abspath(__file__), '--worker', '--models',
            model, '--variant', variant, '--frames', str(frames), '--size',
            str(args.size), '--batch', str(args.batch), '--device',
            args.device, '--steps', str(steps or args.steps)]
-    if args.profile:
-        cmd.append('--profile')
+    if timing:
+        cmd.append('--timing')
+        if args.profile:
+            cmd.append('--profile')
     if abort_mib:
         cmd += ['--abort-mib', str(abort_mib)]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    env = dict(os.environ)
+    if timing:
+        env.pop('MALLOC_MMAP_THRESHOLD_', None)
+    else:
+        env['MALLOC_MMAP_THRESHOLD_'] = '65536'
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode == OVER_BUDGET and abort_mib:
         return None
     if proc.returncode != 0:
         raise RuntimeError(f'{model}/{variant}/{frames} failed:\n'
                            f'{proc.stderr[-2000:]}')
-    if args.profile:
+    if timing and args.profile:
         print(proc.stderr[-6000:], file=sys.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_row(model, variant, frames, args) -> dict:
+    """Peak memory and step time of one configuration. On CPU they come
+    from two processes: returning freed memory to the system makes every
+    large allocation a fresh mapping whose pages the kernel zeroes on first
+    touch, which inflates the time (Swin-T 32f ``reversible+floor``: 27 s a
+    step against 16 s with the default allocator)."""
+    if args.device != 'cpu':
+        return run_worker(model, variant, frames, args)
+    row = run_worker(model, variant, frames, args, steps=1)
+    row.update(run_worker(model, variant, frames, args, timing=True))
+    return row
 
 
 def markdown_table(rows) -> str:
@@ -432,7 +460,7 @@ def main():
     for i, (model, frames, variant) in enumerate(jobs, 1):
         print(f'[{i}/{len(jobs)}] {model} {frames} frames {variant} ...',
               end=' ', flush=True)
-        row = run_worker(model, variant, frames, args)
+        row = measure_row(model, variant, frames, args)
         print(f'{row["peak_mib"]:.0f} MiB, {row["step_s"]:.2f} s',
               flush=True)
         rows.append(row)
