@@ -50,7 +50,7 @@ class StageSpec(NamedTuple):
         num_functions (int): Residual functions of the chain.
         blocks (int): Blocks of the stage (chained or not).
         bounds (tuple, optional): ``(start, stop)`` of the chained blocks in
-            the stage's block list. Defaults to None.
+            the stage's block list. Defaults to None (all of them).
         passthrough (Sequence[nn.Module]): Chained blocks whose ``forward``
             becomes :meth:`Adapter.passthrough` (the chain runs in
             ``module``). Defaults to ``()``.
@@ -75,14 +75,12 @@ class Adapter(ABC):
     * ``backbone_types``: the classes it handles;
     * ``options``: its keyword options with their defaults (the
       ``'balanced'`` preset);
-    * ``presets``: per :data:`MEMORY` preset, the options it overrides;
-    * ``functions_per_block``: residual functions one block contributes.
+    * ``presets``: per :data:`MEMORY` preset, the options it overrides.
     """
 
     backbone_types: ClassVar[Tuple[type, ...]] = ()
     options: ClassVar[Dict[str, Any]] = {}
     presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
-    functions_per_block: ClassVar[int] = 1
 
     @classmethod
     @abstractmethod

@@ -97,7 +97,6 @@ class MViTAdapter(Adapter):
     backbone_types = (MViT, )
     options = dict(checkpoint_plain=True, pieces=1, piece_mib=None)
     presets = dict(fast=dict(checkpoint_plain=False), floor=FLOOR_PIECES)
-    functions_per_block = 2
 
     @classmethod
     def stages(cls, backbone: MViT, **options) -> Iterator[StageSpec]:

@@ -113,8 +113,8 @@ def rewire(module: nn.Module, mode: str = 'reversible',
         records, summary = [], []
         for spec in adapter.stages(backbone, **kwargs):
             full = f'{name}.{spec.name}' if name else spec.name
-            n_rev = spec.bounds[1] - spec.bounds[0] if spec.bounds else \
-                spec.num_functions // adapter.functions_per_block
+            n_rev = 0 if spec.module is None else spec.blocks \
+                if spec.bounds is None else spec.bounds[1] - spec.bounds[0]
             summary.append(dict(stage=full, functions=spec.num_functions,
                                 blocks=spec.blocks,
                                 reversible_blocks=n_rev))

@@ -188,7 +188,6 @@ class SwinAdapter(Adapter):
                    merging='keep', freeze_patch_embed=False)
     presets = dict(fast=dict(windows_per_call=0),
                    floor=dict(FLOOR_PIECES, merging='recompute'))
-    functions_per_block = 2
 
     @staticmethod
     def fuses_merging(backbone: SwinTransformer3D, i: int,

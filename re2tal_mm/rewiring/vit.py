@@ -116,7 +116,6 @@ class VisionTransformerAdapter(Adapter):
     backbone_types = (VisionTransformer, )
     options = dict(attention='upstream', pieces=1, piece_mib=None)
     presets = dict(floor=dict(FLOOR_PIECES, attention='sdpa'))
-    functions_per_block = 2
 
     @classmethod
     def stages(cls, backbone: VisionTransformer,
