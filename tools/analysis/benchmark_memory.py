@@ -268,17 +268,16 @@ def measure(args) -> dict:
                     rss_mib('VmHWM'))
         model.zero_grad(set_to_none=True)
     step, fwd = sorted(times)[len(times) // 2]
-    if args.timing:
-        row = dict(step_s=step, forward_s=fwd)
-        if args.profile:
-            row['profile'] = profile_step(model, x)
-        return row
-    floor = analytic_floor(name, args.frames[0], args.size, args.batch,
-                           args.variant)
-    return dict(model=name, variant=args.variant, frames=args.frames[0],
-                size=args.size, peak_mib=peak - base, step_s=step,
-                forward_s=fwd, trainable=trainable,
-                adamw_mib=8 * trainable / 2**20, **floor)
+    row = dict(step_s=step, forward_s=fwd)
+    if not args.timing:
+        row.update(model=name, variant=args.variant, frames=args.frames[0],
+                   size=args.size, peak_mib=peak - base, trainable=trainable,
+                   adamw_mib=8 * trainable / 2**20,
+                   **analytic_floor(name, args.frames[0], args.size,
+                                    args.batch, args.variant))
+    if args.profile:
+        row['profile'] = profile_step(model, x)
+    return row
 
 
 def run_worker(model, variant, frames, args, steps=None,
@@ -293,8 +292,8 @@ def run_worker(model, variant, frames, args, steps=None,
            args.device, '--steps', str(steps or args.steps)]
     if timing:
         cmd.append('--timing')
-        if args.profile:
-            cmd.append('--profile')
+    if args.profile and (timing or args.device != 'cpu'):
+        cmd.append('--profile')  # the process that gives the step time
     if abort_mib:
         cmd += ['--abort-mib', str(abort_mib)]
     env = dict(os.environ)
@@ -308,7 +307,7 @@ def run_worker(model, variant, frames, args, steps=None,
     if proc.returncode != 0:
         raise RuntimeError(f'{model}/{variant}/{frames} failed:\n'
                            f'{proc.stderr[-2000:]}')
-    if timing and args.profile:
+    if '--profile' in cmd:
         print(proc.stderr[-6000:], file=sys.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
