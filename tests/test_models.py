@@ -174,7 +174,7 @@ def _sample(n, fps=10.0):
     return s
 
 
-def _feature_model(levels=6):
+def _feature_model(levels=6, **neck):
     strides = tuple(2**i for i in range(levels))
     ranges = tuple(
         (0 if i == 0 else 4 * 2**(i - 1), 4 * 2**i if i < levels - 1 else 1e8)
@@ -186,7 +186,8 @@ def _feature_model(levels=6):
                        embed_dims=16,
                        num_levels=levels,
                        num_heads=2,
-                       window_size=5),
+                       window_size=5,
+                       **neck),
              head=dict(type='ActionFormerHead',
                        num_classes=3,
                        in_channels=16,
@@ -195,10 +196,19 @@ def _feature_model(levels=6):
                        regress_ranges=ranges)))
 
 
+# the default neck, and the published ActionFormer's (a second full-length
+# block, normalised levels)
+PUBLISHED_NECK = dict(num_stem_blocks=2, out_norm=True)
+
+
+@pytest.mark.parametrize('neck', [{}, PUBLISHED_NECK])
 @pytest.mark.parametrize('n', [50, 64])
-def test_outputs_unchanged_when_longer_sample_is_batched(n):
+def test_outputs_unchanged_when_longer_sample_is_batched(n, neck):
     torch.manual_seed(0)
-    model = _feature_model().eval()
+    model = _feature_model(**neck).eval()
+    blocks = [k for k in model.neck.state_dict() if k.endswith('attn.qkv.'
+                                                               'weight')]
+    assert len(blocks) == 6 + bool(neck)
     a, b = torch.randn(6, n), torch.randn(6, 157)
     with torch.no_grad():
         alone = model.data_preprocessor(

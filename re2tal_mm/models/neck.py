@@ -92,9 +92,12 @@ class LocalTransformerBlock(nn.Module):
 class ActionFormerNeck(BaseModule):
     """Conv stem then a pyramid of local-attention transformer levels.
 
-    Level 0 keeps the input length; each further level halves it, so the
-    default 6 levels have strides 1, 2, ..., 32. Input lengths must be
-    divisible by ``2 ** (num_levels - 1)`` (the localizer pads them).
+    Level 0 keeps the input length (the output of ``num_stem_blocks``
+    transformer blocks); each further level halves it, so the default 6
+    levels have strides 1, 2, ..., 32. Input lengths must be divisible by
+    ``2 ** (num_levels - 1)`` (the localizer pads them). The published
+    ActionFormer has two full-length blocks and a LayerNorm on every level's
+    output (``num_stem_blocks=2, out_norm=True``).
 
     Args:
         in_channels (int): Input feature channels.
@@ -106,15 +109,22 @@ class ActionFormerNeck(BaseModule):
         window_size (int): Local attention window (odd). Defaults to 19.
         mlp_ratio (float): MLP width ratio. Defaults to 4.
         drop_path (float): Stochastic depth of the last block, linearly
-            increasing from 0. Defaults to 0.1.
+            increasing from 0 over the levels (the full-length blocks before
+            level 0 have none). Defaults to 0.1.
         attn_drop (float): Attention dropout. Defaults to 0.
+        num_stem_blocks (int): Transformer blocks at full length, the last
+            of which is level 0. Defaults to 1.
+        out_norm (bool): LayerNorm on every level's output. Defaults to
+            False.
         init_cfg (dict, optional): MMEngine init config.
     """
 
     def __init__(self, in_channels, embed_dims=256, num_levels=6,
                  num_stem_convs=2, num_heads=4, window_size=19, mlp_ratio=4.,
-                 drop_path=0.1, attn_drop=0., init_cfg=None):
+                 drop_path=0.1, attn_drop=0., num_stem_blocks: int = 1,
+                 out_norm: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        assert num_stem_blocks >= 1, 'level 0 is the last stem block'
         self.num_levels = num_levels
         self.embed = nn.Conv1d(in_channels, embed_dims, 3, padding=1)
         self.stem = nn.ModuleList(
@@ -123,10 +133,17 @@ class ActionFormerNeck(BaseModule):
         self.stem_norms = nn.ModuleList(
             ChannelLayerNorm(embed_dims) for _ in range(num_stem_convs))
         dpr = torch.linspace(0, drop_path, num_levels).tolist()
+        self.stem_blocks = nn.ModuleList(
+            LocalTransformerBlock(embed_dims, num_heads, window_size,
+                                  mlp_ratio, 0., False, attn_drop)
+            for _ in range(num_stem_blocks - 1))
         self.levels = nn.ModuleList(
             LocalTransformerBlock(embed_dims, num_heads, window_size,
                                   mlp_ratio, dpr[i], i > 0, attn_drop)
             for i in range(num_levels))
+        self.out_norms = nn.ModuleList(
+            ChannelLayerNorm(embed_dims) if out_norm else nn.Identity()
+            for _ in range(num_levels))
 
     def forward(self, x, mask):
         """x: (B, C, T) features; mask: (B, T) bool valid positions.
@@ -139,9 +156,12 @@ class ActionFormerNeck(BaseModule):
         x = F.relu(self.embed(x * m)) * m
         for conv, norm in zip(self.stem, self.stem_norms):
             x = F.relu(norm(conv(x))) * m
+        for block in self.stem_blocks:
+            x, mask = block(x, mask)
         feats, masks = [], []
-        for level in self.levels:
+        for level, norm in zip(self.levels, self.out_norms):
             x, mask = level(x, mask)
-            feats.append(x)
+            # a LayerNorm of zeroed padding is its bias: zero it again
+            feats.append(norm(x) * mask[:, None].to(x.dtype))
             masks.append(mask)
         return feats, masks
