@@ -35,15 +35,20 @@ def make_video(rng, length, protos):
     return x, np.array(segs, np.float32).reshape(-1, 2), np.array(labels)
 
 
-def window_sample(vid, x, segs, labels, start, length, with_gt=True):
+def window_sample(vid, x, segs, labels, start, length, with_gt=True,
+                  fps=FPS, stride=FSTRIDE, center=0.5, duration=None):
+    """Steps ``start:start + length`` of features ``x`` on the grid ``fps``,
+    ``stride``, ``center`` (the video lasts ``duration`` s, default all of
+    ``x``), with the segments that keep half their length in it."""
+    step = stride / fps
     feat = torch.from_numpy(x[:, start:start + length].copy())
     s = ActionDataSample()
     s.set_metainfo(dict(
-        video_id=vid, duration=x.shape[1] * STEP, fps=FPS,
-        grid_stride=FSTRIDE, grid_center=0.5, window_offset=start * STEP,
-        window_duration=feat.shape[1] * STEP, valid_steps=feat.shape[1]))
+        video_id=vid, duration=duration or x.shape[1] * step, fps=fps,
+        grid_stride=stride, grid_center=center, window_offset=start * step,
+        window_duration=feat.shape[1] * step, valid_steps=feat.shape[1]))
     if with_gt:
-        lo, hi = start * STEP, (start + feat.shape[1]) * STEP
+        lo, hi = start * step, (start + feat.shape[1]) * step
         clipped = np.clip(segs, lo, hi)
         kept = clipped[:, 1] - clipped[:, 0]
         keep = kept >= 0.5 * (segs[:, 1] - segs[:, 0])

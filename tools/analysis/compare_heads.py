@@ -52,14 +52,11 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from mmengine.structures import InstanceData  # noqa: E402
-
 import re2tal_mm  # noqa: F401,E402  (registers the models)
 from tests.test_localizer import (WIN, C, K, average_precision,  # noqa: E402
                                   make_video, predict_video, window_sample)
 
 from mmaction.registry import MODELS  # noqa: E402
-from mmaction.structures import ActionDataSample  # noqa: E402
 
 DIMS = 32
 # --data thumos: the published feature grid (16-frame clips every 4 frames;
@@ -217,27 +214,10 @@ class ThumosLayouts:
 
     def _sample(self, video, start, length, with_gt):
         vid, (x, segs, labels) = video
-        fps = self.db[vid]['fps']
-        feat = torch.from_numpy(x[:, start:start + length].copy())
-        step = THUMOS_STRIDE / fps
-        s = ActionDataSample()
-        s.set_metainfo(dict(
-            video_id=vid, duration=self.db[vid]['duration'], fps=fps,
-            grid_stride=THUMOS_STRIDE, grid_center=THUMOS_CENTER,
-            window_offset=start * step,
-            window_duration=feat.shape[1] * step,
-            valid_steps=feat.shape[1]))
-        if with_gt:
-            lo = start * step
-            hi = lo + feat.shape[1] * step
-            clipped = np.clip(segs, lo, hi)
-            keep = clipped[:, 1] - clipped[:, 0] >= 0.5 * (
-                segs[:, 1] - segs[:, 0])
-            gt = InstanceData()
-            gt.segments = torch.from_numpy(clipped[keep])
-            gt.labels = torch.from_numpy(labels[keep]).long()
-            s.gt_instances = gt
-        return feat, s
+        info = self.db[vid]
+        return window_sample(vid, x, segs, labels, start, length, with_gt,
+                             info['fps'], THUMOS_STRIDE, THUMOS_CENTER,
+                             info['duration'])
 
     def train_sample(self, rng):
         video = self.train[int(rng.integers(len(self.train)))]
