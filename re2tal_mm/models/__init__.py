@@ -7,7 +7,8 @@ from .neck import ActionFormerNeck
 from .post_processing import TALPostProcessor
 from .temporal_adapter import (ClipBatchedViT, ClipGrid, TemporalAdapter,
                                insert_temporal_adapters, set_temporal_context)
-from .tridet import SGPBlock, TriDetHead, TriDetNeck
+from .tridet_head import TriDetHead
+from .tridet_neck import SGPBlock, TriDetNeck
 
 __all__ = [
     'ActionFormerHead', 'ActionFormerNeck', 'ClipBatchedViT', 'ClipGrid',
