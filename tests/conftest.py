@@ -7,6 +7,28 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_DATA = osp.join(osp.dirname(REPO), 'shared', 'data')
+OPENTAD_FIXTURES = osp.join(osp.dirname(REPO), 'shared', 'reference',
+                            'opentad')
+
+
+def shared_path(path):
+    """``path`` under ``../shared``; a test that needs it skips when it is
+    absent, except in CI (``CI=true``), which always has ``../shared``: there
+    it fails, so a moved file cannot turn a check into a skip."""
+    if not osp.exists(path):
+        message = f'shared material not found at {path}'
+        if os.environ.get('CI'):
+            pytest.fail(message + ' (CI always has ../shared)')
+        pytest.skip(message)
+    return path
+
+
+def opentad_fixture(name):
+    """An OpenTAD reference fixture (``../shared/reference/opentad``),
+    loaded (see :func:`shared_path` for when it is absent)."""
+    import torch
+    return torch.load(shared_path(osp.join(OPENTAD_FIXTURES, name)),
+                      map_location='cpu', weights_only=True)
 
 
 def run_python(code, env=None, timeout=300):
