@@ -38,7 +38,7 @@ def randomize_up(model, seed=3):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in temporal_adapters(model):
-            for p in (m.up.weight, m.up.bias):
+            for p in (m.up_proj.weight, m.up_proj.bias):
                 p.copy_(0.3 * torch.randn(p.shape, generator=gen,
                                           dtype=p.dtype))
 
@@ -83,7 +83,7 @@ def test_insert_freezes_and_keeps_keys():
     # the ViT's init_cfg (TruncNormal on every Linear) keeps them at zero
     model.init_weights()
     for m in temporal_adapters(model):
-        assert not m.up.weight.any() and not m.up.bias.any()
+        assert not m.up_proj.weight.any() and not m.up_proj.bias.any()
 
 
 def test_zero_adapters_leave_the_backbone_bit_identical():

@@ -3,15 +3,19 @@
 Parameter-efficient end-to-end TAL after AdaTAD (Liu et al., "End-to-End
 Temporal Action Detection with 1B Parameters Across 1000 Frames", CVPR
 2024): the pretrained backbone is frozen and each chosen block gets a
-*temporal adapter*, a small residual module after the block's MLP half::
+*temporal adapter*, a small residual module after the whole block (after
+its MLP half), AdaTAD's by default::
 
-    y = x + scale * up(pointwise(dwconv_t(down(x))))
+    a = GELU(down_proj(x))
+    y = x + gamma * up_proj(a + conv(dwconv_t(a)))
 
-``down`` projects the tokens to ``embed_dims // reduction`` channels, the
-depthwise convolution runs along time over the whole input window (all clips
-of it, not one 16-frame clip), ``pointwise`` mixes the channels (then GELU),
-and ``up`` is zero-initialised, so a freshly inserted temporal adapter
-leaves the pretrained function unchanged (``scale`` is learnable).
+``down_proj`` projects the tokens to ``embed_dims // reduction`` channels,
+the depthwise convolution ``dwconv_t`` runs along time over the whole input
+window (all clips of it, not one 16-frame clip), ``conv`` mixes the
+channels, and ``up_proj`` is zero-initialised, so a freshly inserted
+temporal adapter leaves the pretrained function unchanged (``gamma`` is
+learnable). ``form='serial'`` gives this plugin's first formula (see
+:class:`TemporalAdapter`).
 
 * :func:`insert_temporal_adapters` inserts them in place (new keys
   ``blocks.<i>.temporal_adapter.*``, the original keys unchanged) and
@@ -31,11 +35,13 @@ zero-initialised temporal adapters leave the rewired backbone's function
 exactly as it was too; unrewired, :class:`ClipViTBlock` runs block and
 temporal adapter, optionally checkpointed (the AdaTAD baseline).
 """
+import math
 from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
+from mmengine.model import (BaseModule, constant_init, normal_init,
+                            trunc_normal_init)
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -58,49 +64,99 @@ class ClipGrid(NamedTuple):
     w: int
 
 
+#: the adapter's residual formulas (``form=``), see :class:`TemporalAdapter`
+FORMS = ('adatad', 'serial')
+
+
 @MODELS.register_module()
 class TemporalAdapter(BaseModule):
     """A temporal adapter's residual branch (the ``+ x`` is the caller's).
+
+    ``form='adatad'`` (the default, AdaTAD's published adapter, OpenTAD's
+    ``vit_adapter.Adapter``)::
+
+        a = GELU(down_proj(x))
+        branch = gamma * up_proj(a + conv(dwconv_t(a)))
+
+    ``form='serial'`` (this plugin's first adapter, kept to compare)::
+
+        branch = gamma * up_proj(GELU(conv(dwconv_t(down_proj(x)))))
+
+    ``dwconv_t`` is a depthwise convolution along time over the whole
+    window (all clips of it, zero padding at the window's ends) and
+    ``conv`` a pointwise one (channel mixing), both with biases.
+    Parameter names and layouts are AdaTAD's (``Conv1d`` weights, a
+    one-element ``gamma``), so an OpenTAD ``blocks.<i>.adapter.*`` tensor is
+    ``blocks.<i>.temporal_adapter.*`` unchanged. ``up_proj`` starts at
+    zero, so a fresh adapter leaves the backbone's function unchanged; the
+    other parameters start as AdaTAD's (``down_proj`` truncated normal std
+    0.02, ``dwconv`` / ``conv`` normal std ``sqrt(2 / fan_in)``, zero
+    biases, ``gamma`` 1).
 
     Args:
         embed_dims (int): Channels of the tokens.
         hidden_dims (int, optional): Bottleneck channels. Defaults to
             ``embed_dims // reduction``.
-        reduction (int): Defaults to 4.
+        reduction (int): Defaults to 4 (AdaTAD's ``adapter_mlp_ratio``
+            0.25).
         kernel_size (int): Temporal kernel of the depthwise convolution (odd).
             Defaults to 3.
-        init_scale (float): Initial value of the learnable scale.
+        init_gamma (float): Initial value of the learnable scale ``gamma``.
             Defaults to 1.
+        form (str): ``'adatad'`` or ``'serial'`` (above). Defaults to
+            ``'adatad'``.
     """
 
     def __init__(self, embed_dims: int, hidden_dims: Optional[int] = None,
                  reduction: int = 4, kernel_size: int = 3,
-                 init_scale: float = 1.0, init_cfg=None):
+                 init_gamma: float = 1.0, form: str = 'adatad',
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd, got {kernel_size}')
+        if form not in FORMS:
+            raise ValueError(f'TemporalAdapter form must be one of {FORMS}, '
+                             f'got {form!r}')
         hidden = hidden_dims or embed_dims // reduction
-        self.down = nn.Linear(embed_dims, hidden)
-        self.dwconv = nn.Conv3d(hidden, hidden, (kernel_size, 1, 1),
-                                padding=(kernel_size // 2, 0, 0),
-                                groups=hidden)
-        self.pointwise = nn.Linear(hidden, hidden)
+        self.form, self.init_gamma = form, float(init_gamma)
+        self.down_proj = nn.Linear(embed_dims, hidden)
+        self.dwconv = nn.Conv1d(hidden, hidden, kernel_size,
+                                padding=kernel_size // 2, groups=hidden)
+        self.conv = nn.Conv1d(hidden, hidden, 1)
         self.act = nn.GELU()
-        self.up = nn.Linear(hidden, embed_dims)
-        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        self.up_proj = nn.Linear(hidden, embed_dims)
+        self.gamma = nn.Parameter(torch.full((1, ), self.init_gamma))
         self.context: Optional[ClipGrid] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The up-projection at zero: the branch is 0 until trained."""
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        """AdaTAD's initialisation; the up-projection at zero: the branch
+        is 0 until trained."""
+        trunc_normal_init(self.down_proj, std=0.02, bias=0)
+        for conv in (self.dwconv, self.conv):
+            fan_in = conv.weight[0].numel()
+            normal_init(conv, std=math.sqrt(2.0 / fan_in), bias=0)
+        constant_init(self.up_proj, 0)
+        nn.init.constant_(self.gamma, self.init_gamma)
 
     def init_weights(self) -> None:
-        """Keep the zero up-projection whatever the backbone's init_cfg
-        (e.g. ViT's TruncNormal on every ``Linear``) did to it."""
+        """Keep this initialisation whatever the backbone's init_cfg (e.g.
+        ViT's TruncNormal on every ``Linear``) did to the adapter."""
         super().init_weights()
         self.reset_parameters()
+
+    def temporal(self, grid: ClipGrid, z: Tensor) -> Tensor:
+        """``conv(dwconv_t(z))`` of ``(B * clips, t * h * w, d)`` tokens,
+        the convolutions along the window's ``clips * t`` time steps."""
+        n, t, h, w = grid
+        Bn, N, d = z.shape
+        if N != t * h * w or Bn % n:
+            raise ValueError(f'tokens {tuple(z.shape)} do not match {grid}')
+        # (B, n * t, h, w, d) -> (B * h * w, d, n * t): a sequence per pixel
+        z = z.reshape(Bn // n, n * t, h, w, d).permute(0, 2, 3, 4, 1)
+        z = self.conv(self.dwconv(z.reshape(-1, d, n * t)))
+        return z.reshape(Bn // n, h, w, d, n * t).permute(
+            0, 4, 1, 2, 3).reshape(Bn, N, d)
 
     def residual(self, grid: Optional[ClipGrid], x: Tensor) -> Tensor:
         """The branch on ``(B * clips, t * h * w, C)`` tokens."""
@@ -109,23 +165,21 @@ class TemporalAdapter(BaseModule):
                 'TemporalAdapter has no ClipGrid: the backbone must set it '
                 'per forward (ClipBatchedViT does; else call '
                 'set_temporal_context(vit, ClipGrid(...)) first)')
-        n, t, h, w = grid
-        z = self.down(x)
-        Bn, N, d = z.shape
-        if N != t * h * w or Bn % n:
-            raise ValueError(f'tokens {tuple(x.shape)} do not match {grid}')
-        z = z.reshape(Bn // n, n * t, h, w, d).permute(0, 4, 1, 2, 3)
-        z = self.dwconv(z).permute(0, 2, 3, 4, 1).reshape(Bn, N, d)
-        # the scale folded into the up-projection: one output of x's size
-        return F.linear(self.act(self.pointwise(z)),
-                        self.up.weight * self.scale, self.up.bias * self.scale)
+        if self.form == 'adatad':
+            a = self.act(self.down_proj(x))
+            z = a + self.temporal(grid, a)
+        else:
+            z = self.act(self.temporal(grid, self.down_proj(x)))
+        # gamma folded into the up-projection: one output of x's size
+        return F.linear(z, self.up_proj.weight * self.gamma,
+                        self.up_proj.bias * self.gamma)
 
     def forward(self, x: Tensor, grid: Optional[ClipGrid] = None) -> Tensor:
         """``x`` plus the branch (``grid`` defaults to the one set)."""
         return x + self.residual(grid or self.context, x)
 
     def extra_repr(self) -> str:
-        return f'context={self.context}'
+        return f'form={self.form!r}, context={self.context}'
 
 
 class ClipViTBlock(Block):
@@ -261,7 +315,9 @@ class ClipBatchedViT(VisionTransformer):
         elif freeze:
             self.requires_grad_(False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_clips(self, x: Tensor) -> Tensor:
+        """The feature map of each clip of ``(B, C, T, H, W)`` windows,
+        ``(B * n, C', t, h, w)`` (clips of a window consecutive)."""
         B, C, T, H, W = x.shape
         L = self.clip_frames
         if T % L:
@@ -273,7 +329,11 @@ class ClipBatchedViT(VisionTransformer):
         set_temporal_context(self, ClipGrid(
             n, L // self.tubelet_size, H // self.patch_size,
             W // self.patch_size))
-        out = super().forward(clips)  # (B * n, C', t, h, w)
-        _, D, t, h, w = out.shape
-        return out.reshape(B, n, D, t, h, w).transpose(1, 2).reshape(
-            B, D, n * t, h, w)
+        return super().forward(clips)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B = x.shape[0]
+        out = self.forward_clips(x)  # (B * n, C', t, h, w)
+        Bn, D, t, h, w = out.shape
+        return out.reshape(B, Bn // B, D, t, h, w).transpose(1, 2).reshape(
+            B, D, Bn // B * t, h, w)
