@@ -16,7 +16,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmaction.registry import HOOKS
-from ..rewiring import rewiring_spec
+from ..rewiring import function_options, rewiring_spec
 
 META_KEY = 're2tal_rewiring'
 #: ``meta[META_KEY]`` is absent: the checkpoint was saved without the hook
@@ -68,10 +68,12 @@ def rewiring_of_config(cfg: Config) -> Tuple[Optional[dict], str]:
 
 
 def same_function(a: Optional[dict], b: Optional[dict]) -> bool:
-    """Whether two specs compute the same function: any rewiring
-    (``'reversible'`` or ``'autograd'``, whatever the memory options) is
-    one function, the un-rewired network another."""
-    return (a is None) == (b is None)
+    """Whether two specs compute the same function: rewirings agreeing in
+    the options that decide the function (``first_block``, see
+    :func:`~re2tal_mm.rewiring.function_options`) are one function
+    (``'reversible'`` or ``'autograd'``, whatever the memory options), the
+    un-rewired network another."""
+    return function_options(a) == function_options(b)
 
 
 @HOOKS.register_module()

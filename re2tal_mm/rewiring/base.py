@@ -31,6 +31,11 @@ RENAMED = dict(chunks='pieces', chunk_mib='piece_mib',
 REMOVED = dict(head_chunk="use attention='sdpa' (no N x N matrix) and "
                'pieces (head groups) instead')
 
+# the options that change the function computed, with their defaults: two
+# specs compute the same function when these agree (every other option only
+# trades memory for time)
+FUNCTION_OPTIONS = dict(first_block='mmaction')
+
 # the options every ``memory='floor'`` preset uses for piecewise recompute;
 # pieces of 1 MiB: Swin-T 32f peaks 253 MiB against 246 with 0.5 MiB (and
 # 328 with 1.5), one step 1.47x plain against 1.59x (every piece of window
@@ -75,11 +80,14 @@ class Adapter(ABC):
     * ``backbone_types``: the classes it handles;
     * ``options``: its keyword options with their defaults (the
       ``'balanced'`` preset);
+    * ``choices``: for options taking one of a few values, those values
+      (``rewire`` refuses any other);
     * ``presets``: per :data:`MEMORY` preset, the options it overrides.
     """
 
     backbone_types: ClassVar[Tuple[type, ...]] = ()
     options: ClassVar[Dict[str, Any]] = {}
+    choices: ClassVar[Dict[str, Tuple[Any, ...]]] = {}
     presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     @classmethod
@@ -140,6 +148,10 @@ def register_adapter(adapter: type) -> type:
         raise TypeError(f'{adapter.__name__} lacks {missing}')
     if not adapter.backbone_types:
         raise TypeError(f'{adapter.__name__} names no backbone_types')
+    undeclared = set(adapter.choices) - set(adapter.options)
+    if undeclared:
+        raise TypeError(f'{adapter.__name__}: choices for undeclared options '
+                        f'{sorted(undeclared)}')
     unknown = set(adapter.presets) - set(MEMORY)
     if unknown:
         raise TypeError(f'{adapter.__name__}: unknown presets '

@@ -2,8 +2,9 @@
 
 * :class:`ResLayerAdapter`: base of adapters whose stages are
   ``nn.Sequential`` s of residual blocks (ResNet3d, ResNet, TSM, X3D): the
-  first block (projection shortcut) stays plain, optionally checkpointed,
-  the blocks after it form the chain; a branch made of local layers is
+  first block (projection shortcut) stays outside the chain, optionally
+  checkpointed, in MMAction2's form or OpenTAD's (``first_block``), the
+  blocks after it form the chain; a branch made of local layers is
   recomputed piece by piece along dimension 2 (time for 3D inputs, height
   for 2D ones), each piece read with the halo its kernels need.
 * :func:`draw_drop_path` / :func:`apply_drop_path`: one drop-path mask for
@@ -59,11 +60,11 @@ class RunningStatsUntouched:
         self.saved = []
 
 
-def checkpointed(block: nn.Module, *args):
-    """``block(*args)`` with activation checkpointing; BatchNorm statistics
-    updated once."""
+def checkpointed(block: nn.Module, *args, fn: Optional[Callable] = None):
+    """``block(*args)`` (or ``fn(*args)``, a function of ``block``) with
+    activation checkpointing; BatchNorm statistics updated once."""
     return checkpoint(
-        block, *args, use_reentrant=False,
+        fn or block, *args, use_reentrant=False,
         context_fn=lambda: (nullcontext(), RunningStatsUntouched(block)))
 
 
@@ -192,6 +193,10 @@ def split_temporal_adapter(adapter: nn.Module, grid, options: dict,
 
 
 # --------------------------------------------------- convolution branches
+# forms of a rewired stage's first block (``first_block``): MMAction2's
+# block forward (ReLU after the sum), or OpenTAD's (ReLU on the branch)
+FIRST_BLOCK_FORMS = ('mmaction', 'opentad')
+
 # layers a branch may hold and stay local along dimension 2 (BatchNorm only
 # in eval mode: batch statistics are not local)
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
@@ -291,10 +296,19 @@ class ResLayerAdapter(Adapter):
     * ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the
       reversible engine computes a branch in at least ``pieces`` slices of
       dimension 2, each input at most ``piece_mib`` MiB, when the branch is
-      local (BatchNorm in eval mode, ``norm_eval=True``); else whole.
+      local (BatchNorm in eval mode, ``norm_eval=True``); else whole;
+    * ``first_block`` (``'mmaction'`` or ``'opentad'``, default
+      ``'mmaction'``): the function of each rewired stage's first block.
+      ``'mmaction'``: the block's own forward, ``relu(F(x) +
+      shortcut(x))``. ``'opentad'``: ``relu(F(x)) + shortcut(x)``, the
+      activation on the branch as in the chained blocks (what OpenTAD's
+      Re2TAL SlowFast computes, so what its checkpoints were trained with).
+      The only option here that changes the function computed.
     """
 
-    options = dict(checkpoint_first=True, pieces=1, piece_mib=None)
+    options = dict(checkpoint_first=True, pieces=1, piece_mib=None,
+                   first_block='mmaction')
+    choices = dict(first_block=FIRST_BLOCK_FORMS)
     presets = dict(fast=dict(checkpoint_first=False), floor=FLOOR_PIECES)
     stem: Tuple[str, ...] = ('conv1', )
 
@@ -311,6 +325,10 @@ class ResLayerAdapter(Adapter):
             res_layer = backbone.get_submodule(name)
             blocks = list(res_layer)
             if len(blocks) < 2 or not all(map(cls.is_chainable, blocks[1:])):
+                if options.get('first_block', 'mmaction') != 'mmaction':
+                    raise ValueError(f'first_block: stage {name!r} is not '
+                                     'rewired (unchainable), its first block '
+                                     'would keep its own form')
                 yield StageSpec(name, None, 0, len(blocks))
             else:
                 yield StageSpec(name, res_layer, len(blocks) - 1,
@@ -351,16 +369,32 @@ class ResLayerAdapter(Adapter):
                 yield f'{name}.0', backbone.get_submodule(name)[0], first
 
 
+def branch_then_shortcut(branch: Callable, block: nn.Module,
+                         x: Tensor) -> Tensor:
+    """``first_block='opentad'``: ``branch(block, x) + downsample(x)`` (or
+    ``+ x``), ``branch`` the adapter's ``residual_branch`` (its ReLU before
+    the sum, as in the chained blocks), then the block's non-local module
+    if any. The block's own ``with_cp`` is not used."""
+    shortcut = x if block.downsample is None else block.downsample(x)
+    out = branch(block, x) + shortcut
+    if getattr(block, 'non_local', False):
+        out = block.non_local_block(out)
+    return out
+
+
 def res_layer_forward(adapter: type, res_layer: nn.Sequential,
                       stage: RewiredStage, x: Tensor) -> Tensor:
-    """``nn.Sequential.forward`` of a rewired stage: the first block as it
-    is (checkpointed when asked), then the chain of the others."""
+    """``nn.Sequential.forward`` of a rewired stage: the first block in the
+    form ``first_block`` says (checkpointed when asked), then the chain of
+    the others."""
     blocks = list(res_layer)
+    first = None if stage.options['first_block'] == 'mmaction' else \
+        partial(branch_then_shortcut, adapter.residual_branch, blocks[0])
     if stage.options['checkpoint_first'] and stage.mode == 'reversible' and \
             torch.is_grad_enabled() and x.requires_grad:
-        x = checkpointed(blocks[0], x)
+        x = checkpointed(blocks[0], x, fn=first)
     else:
-        x = blocks[0](x)
+        x = (first or blocks[0])(x)
     start, stop = stage.bounds
     return stage([adapter.function(b, stage.options)
                   for b in blocks[start:stop]], x)

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from ..reversible import MODES, RewiredStage
-from .base import ADAPTERS, MEMORY, REMOVED, RENAMED, adapter_options
+from .base import (ADAPTERS, FUNCTION_OPTIONS, MEMORY, REMOVED, RENAMED,
+                   adapter_options)
 
 # on each backbone: [(stage, module, passthrough modules)], the summary rows,
 # what rewire() was called with (dict(mode=..., memory=..., **options)) and
@@ -62,7 +63,8 @@ def rewired_stages(module: nn.Module) -> List[RewiredStage]:
 
 
 def check_options(options: Dict[str, Any]) -> None:
-    """Refuse options no adapter declares, naming renamed ones."""
+    """Refuse options no adapter declares (naming renamed ones) and values
+    outside an option's declared choices."""
     for old, new in RENAMED.items():
         if old in options:
             raise TypeError(f'rewire option {old!r} is now called {new!r}')
@@ -74,6 +76,20 @@ def check_options(options: Dict[str, Any]) -> None:
     if unknown:
         raise TypeError(f'unknown rewire options {sorted(unknown)}; '
                         f'known: {sorted(known)}')
+    for adapter in ADAPTERS:
+        for name, allowed in adapter.choices.items():
+            if name in options and options[name] not in allowed:
+                raise ValueError(f'rewire option {name}={options[name]!r}: '
+                                 f'must be one of {allowed}')
+
+
+def function_options(spec: Optional[Dict]) -> Optional[Dict]:
+    """The options of a :func:`rewiring_spec` that decide the function
+    computed (:data:`~.base.FUNCTION_OPTIONS`, defaults filled in); None
+    for None (not rewired)."""
+    if spec is None:
+        return None
+    return {k: spec.get(k, default) for k, default in FUNCTION_OPTIONS.items()}
 
 
 def rewire(module: nn.Module, mode: str = 'reversible',
