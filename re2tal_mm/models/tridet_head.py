@@ -8,7 +8,7 @@ logits* (the logits of the relative distributions), and its
 :meth:`TriDetHead.loss` / :meth:`TriDetHead.decode` read them (the SGP neck
 is in :mod:`re2tal_mm.models.tridet_neck`).
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,10 +18,17 @@ from torch import Tensor
 from mmaction.registry import MODELS
 from .head import INF, ActionFormerHead
 from .neck import ChannelLayerNorm
+from .tridet_neck import PADDED_POSITIONS, check_choice
+
+#: the logit of a boundary neighbour outside the valid sequence
+OUTSIDE_NEIGHBOURS = ('virtual', 'zero')
+#: what the regression loss is divided by in eval mode
+EVAL_REG_NORMS = ('ema', 'count')
 
 
 def neighbour_responses(resp: Tensor, mask: Tensor, num_bins: int,
-                        side: str, border_logit: float = 0.) -> Tensor:
+                        side: str, border_logit: float = 0.,
+                        outside: str = 'virtual') -> Tensor:
     """The boundary responses around every instant.
 
     A level's instants sit at ``0, s, 2s, ...`` (``s`` its stride) while the
@@ -42,6 +49,10 @@ def neighbour_responses(resp: Tensor, mask: Tensor, num_bins: int,
         border_logit (float): Response of the virtual instant just outside
             the valid sequence (before its first instant for ``'start'``,
             after its last for ``'end'``). Defaults to 0.
+        outside (str): ``'virtual'`` as above; ``'zero'`` (OpenTAD's zero
+            padding): every neighbour outside the valid sequence, up to
+            ``num_bins`` strides out, takes ``border_logit``. Defaults to
+            ``'virtual'``.
 
     Returns:
         Tensor: (B, T, K, num_bins + 1); ``-inf`` where ``t -+ b`` is neither
@@ -53,7 +64,7 @@ def neighbour_responses(resp: Tensor, mask: Tensor, num_bins: int,
     # the virtual instant: invalid, its neighbour towards the sequence valid
     inward = F.pad(valid[:, 1:], (0, 1), value=False) if side == 'start' \
         else F.pad(valid[:, :-1], (1, 0), value=False)
-    virtual = ~valid & inward
+    virtual = ~valid if outside == 'zero' else ~valid & inward
     out = F.pad(resp, pad).masked_fill(~valid[:, None], float('-inf'))
     out = out.masked_fill(virtual[:, None], border_logit)
     win = out.unfold(-1, num_bins + 1, 1)
@@ -142,6 +153,35 @@ class TriDetHead(ActionFormerHead):
         init_loss_norm (float): Defaults to 100.
         loss_norm_momentum (float): Defaults to 0.9.
         prior_prob (float): Defaults to 0.01.
+        padded_positions (str): ``'masked'``: class logits and center-offset
+            scores are zeroed at padded instants, and padded neighbours of a
+            boundary are outside the sequence (``outside_neighbours``);
+            ``'computed'`` (OpenTAD): padded instants are computed like
+            valid ones, their responses enter the boundary distributions of
+            valid instants near the end, and only neighbours beyond the
+            (padded) level are outside, so the decoded boundaries depend on
+            the padded length. Scores and losses only read valid instants
+            either way. Defaults to ``'masked'``.
+        outside_neighbours (str): Boundary neighbours outside the sequence:
+            ``'virtual'``: the one just outside takes logit 0, the others are
+            excluded (see :func:`neighbour_responses`), so a boundary
+            distribution never puts mass beyond one stride outside the
+            sequence; ``'zero'`` (OpenTAD's zero padding): all of them take
+            logit 0 (plus their center-offset score), which pulls the
+            decoded start of an instant near the sequence start out of the
+            sequence (up to ``num_bins`` strides). Defaults to
+            ``'virtual'``.
+        tower_bias (bool): Biases in the tower convolutions, boundary
+            towers included (OpenTAD's ``ConvModule`` drops them before its
+            LayerNorm, which does not absorb a per-channel bias). Defaults
+            to True.
+        norm_eps (float): Epsilon of the towers' LayerNorms (OpenTAD: 1e-6).
+            Defaults to 1e-5.
+        eval_reg_norm (str): What the regression loss is divided by in eval
+            mode: ``'ema'``, the normaliser buffer, as the classification
+            loss and as in training; ``'count'`` (OpenTAD's TriDet):
+            ``max(num_pos, 1)``, while its classification loss stays divided
+            by the buffer. Defaults to ``'ema'``.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -160,15 +200,26 @@ class TriDetHead(ActionFormerHead):
                  loss_reg: dict = dict(type='DIoU1DLoss'),
                  init_loss_norm: float = 100.,
                  loss_norm_momentum: float = 0.9, prior_prob: float = 0.01,
+                 padded_positions: str = 'masked',
+                 outside_neighbours: str = 'virtual',
+                 tower_bias: bool = True, norm_eps: float = 1e-5,
+                 eval_reg_norm: str = 'ema',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(num_classes, in_channels, feat_channels, num_convs,
                          strides, regress_ranges, center_sample_radius,
                          dict(loss_cls, reduction='none'), loss_reg,
                          init_loss_norm, loss_norm_momentum,
-                         prior_prob, init_cfg)
+                         prior_prob, init_cfg, norm_eps=norm_eps,
+                         tower_bias=tower_bias)
         self.num_bins, self.iou_weight_power = num_bins, iou_weight_power
         self.detach_boundary_feats = detach_boundary_feats
         self.offset_relu = offset_relu
+        self.padded_positions = check_choice(
+            'padded_positions', padded_positions, PADDED_POSITIONS)
+        self.outside_neighbours = check_choice(
+            'outside_neighbours', outside_neighbours, OUTSIDE_NEIGHBOURS)
+        self.eval_reg_norm = check_choice('eval_reg_norm', eval_reg_norm,
+                                          EVAL_REG_NORMS)
         self.boundary_classes = num_classes if class_aware_boundaries else 1
         # center-offset branch: C_s and C_e, (num_bins + 1) scores each
         self.reg_out = nn.Conv1d(feat_channels, 2 * (num_bins + 1), 3,
@@ -183,8 +234,9 @@ class TriDetHead(ActionFormerHead):
         tower = nn.ModuleList(
             nn.ModuleList([
                 nn.Conv1d(cin if i == 0 else cout, cout, kernel_size,
-                          padding=pad),
-                ChannelLayerNorm(cout)]) for i in range(n))
+                          padding=pad, bias=self.tower_bias),
+                ChannelLayerNorm(cout, eps=self.norm_eps)])
+            for i in range(n))
         out = nn.Conv1d(cout, self.boundary_classes, kernel_size,
                         padding=pad)
         return nn.ModuleDict(dict(tower=tower, out=out))
@@ -208,23 +260,41 @@ class TriDetHead(ActionFormerHead):
         """
         B, _, T = offsets.shape
         c = offsets.transpose(1, 2).reshape(B, T, 1, 2, self.num_bins + 1)
-        s = neighbour_responses(start, mask, self.num_bins, 'start')
-        e = neighbour_responses(end, mask, self.num_bins, 'end')
+        if self.padded_positions == 'computed':  # the level's whole array
+            mask = torch.ones_like(mask)
+        s, e = (neighbour_responses(r, mask, self.num_bins, side,
+                                    outside=self.outside_neighbours)
+                for r, side in ((start, 'start'), (end, 'end')))
         return torch.stack([s, e], -2) + c
+
+    def level_outputs(self, feats, masks) -> Tuple[list, ...]:
+        """Per level, not masked (what OpenTAD's head computes): class
+        logits (B, K, T_l), center-offset scores (B, 2 * (num_bins + 1),
+        T_l) (start bins first, bin ``b`` at distance ``b``) and the start
+        and end responses (B, K', T_l)."""
+        outs = ([], [], [], [])
+        for x, mask, scale in zip(feats, masks, self.scales):
+            m = mask[:, None].to(x.dtype)
+            off = scale(self.reg_out(self._run_tower(self.reg_tower, x, m)))
+            xb = x.detach() if self.detach_boundary_feats else x
+            for out, value in zip(outs, (
+                    self.cls_out(self._run_tower(self.cls_tower, x, m)),
+                    F.relu(off) if self.offset_relu else off,
+                    self._response(self.start_branch, xb, m),
+                    self._response(self.end_branch, xb, m))):
+                out.append(value)
+        return outs
 
     def forward(self, feats, masks):
         """Per level: logits (B, T_l, K) and boundary logits
         (B, T_l, K', 2, num_bins + 1) (see :meth:`boundary_logits`)."""
         cls_outs, reg_outs = [], []
-        for x, mask, scale in zip(feats, masks, self.scales):
-            m = mask[:, None].to(x.dtype)
-            c = self.cls_out(self._run_tower(self.cls_tower, x, m)) * m
-            off = scale(self.reg_out(self._run_tower(self.reg_tower, x, m)))
-            off = (F.relu(off) if self.offset_relu else off) * m
-            xb = x.detach() if self.detach_boundary_feats else x
-            start = self._response(self.start_branch, xb, m)
-            end = self._response(self.end_branch, xb, m)
-            cls_outs.append(c.transpose(1, 2))
+        for cls, off, start, end, mask in zip(
+                *self.level_outputs(feats, masks), masks):
+            if self.padded_positions == 'masked':
+                m = mask[:, None].to(cls.dtype)
+                cls, off = cls * m, off * m
+            cls_outs.append(cls.transpose(1, 2))
             reg_outs.append(self.boundary_logits(start, end, off, mask))
         return cls_outs, reg_outs
 
@@ -244,9 +314,10 @@ class TriDetHead(ActionFormerHead):
         pairs = rated if self.boundary_classes > 1 else pos[..., None]
         pred = dist[pairs]
         target = reg_t[:, :, None].expand(*pairs.shape, 2)[pairs]
-        weight = torch.ones_like(cls_t)
+        weight = torch.ones_like(cls_t, dtype=dist.dtype)
         if self.iou_weight_power and len(pred):
-            iou = offset_iou(pred.detach(), target)**self.iou_weight_power
+            iou = offset_iou(pred.detach(), target.to(pred.dtype))
+            iou = iou**self.iou_weight_power
             if self.boundary_classes == 1:  # one IoU per positive class
                 iou = iou.repeat_interleave(rated[pos].sum(-1))
             weight[rated] = iou
@@ -265,12 +336,14 @@ class TriDetHead(ActionFormerHead):
         if self.training:
             mom = self.loss_norm_momentum
             self.loss_normalizer.mul_(mom).add_((1 - mom) * max(num_pos, 1))
-        norm = self.loss_normalizer.item()
+        norm = reg_norm = self.loss_normalizer.item()
+        if not self.training and self.eval_reg_norm == 'count':
+            reg_norm = max(num_pos, 1)
         pred, target, weight = self._pairs(dist, cls_t, reg_t, pos)
         loss_cls = self.loss_cls(torch.cat(cls_outs, 1), cls_t) * weight
         loss_cls = loss_cls[valid].sum() / norm
         if num_pos > 0:
-            loss_reg = self.loss_reg(pred, target) / norm
+            loss_reg = self.loss_reg(pred, target) / reg_norm
         else:
             loss_reg = dist.sum() * 0
         return dict(loss_cls=loss_cls, loss_reg=loss_reg)

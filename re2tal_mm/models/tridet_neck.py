@@ -18,9 +18,25 @@ from torch import Tensor
 from mmaction.registry import MODELS
 from .neck import ChannelLayerNorm, drop_path
 
+#: how padded positions are treated inside the neck (and the head)
+PADDED_POSITIONS = ('masked', 'computed')
+#: what the downsampling max pooling pads the sequence with
+POOL_PADDINGS = ('zero', '-inf')
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean over the valid positions of ``x`` (B, C, T), ``(B, C, 1)``."""
+
+def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming the
+    option."""
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+    return value
+
+
+def masked_mean(x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """Mean over the valid positions of ``x`` (B, C, T), ``(B, C, 1)``; over
+    every position when ``mask`` is None."""
+    if mask is None:
+        return x.mean(-1, keepdim=True)
     m = mask[:, None].to(x.dtype)
     return (x * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(
         min=1)
@@ -28,9 +44,12 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 class MaskedGroupNorm(nn.GroupNorm):
     """GroupNorm of a ``(B, C, T)`` tensor whose statistics are taken over the
-    valid positions only (so padding a sequence does not change it)."""
+    valid positions only (so padding a sequence does not change it); with
+    ``mask=None`` over every position (:class:`torch.nn.GroupNorm`)."""
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        if mask is None:
+            return super().forward(x)
         B, C, T = x.shape
         g = x.reshape(B, self.num_groups, -1, T)
         m = mask[:, None, None].to(x.dtype)
@@ -88,16 +107,40 @@ class SGPBlock(nn.Module):
             THUMOS-14 setting) zeroes both gated products, which then get no
             gradient: the layer stays ``x + LayerNorm(x)`` plus the FFN.
             Defaults to None.
+        pool_padding (str): What the downsampling max pooling pads the
+            sequence with: ``'zero'``, like the masked positions at its end,
+            so the first and the last position are pooled alike and a
+            sequence of negative features does not see its border differently
+            from its padded tail; ``'-inf'`` (OpenTAD's ``nn.MaxPool1d``
+            padding): the first position is pooled over two instants only.
+            Defaults to ``'zero'``.
+        padded_positions (str): ``'masked'``: padded positions are zeroed
+            before the SGP mixing and after every residual branch, and the
+            GroupNorm statistics and the instant-level mean are taken over
+            the valid positions, so the output at valid positions does not
+            depend on how much padding follows; ``'computed'`` (OpenTAD):
+            padded positions are computed like valid ones (only the block's
+            input is masked), so they enter the GroupNorm statistics, the
+            video-level mean, the wide ``conv_kw`` windows and the max
+            pooling of the next level: the output depends on the padded
+            length (OpenTAD pads every test input to ``max_seq_len``).
+            Defaults to ``'masked'``.
     """
 
     def __init__(self, dims: int, kernel_size: int = 3, k: float = 1.5,
                  mlp_dims: Optional[int] = None, num_groups: int = 16,
                  downsample: bool = False, drop_path: float = 0.,
                  layer_scale: Optional[float] = None,
-                 init_std: Optional[float] = None) -> None:
+                 init_std: Optional[float] = None,
+                 pool_padding: str = 'zero',
+                 padded_positions: str = 'masked') -> None:
         super().__init__()
         assert kernel_size % 2 == 1, 'kernel_size must be odd'
         self.downsample, self.drop_path = downsample, drop_path
+        self.pool_padding = check_choice('pool_padding', pool_padding,
+                                         POOL_PADDINGS)
+        self.padded_positions = check_choice(
+            'padded_positions', padded_positions, PADDED_POSITIONS)
         large = sgp_large_kernel(kernel_size, k)
         self.norm = ChannelLayerNorm(dims)
         self.fc = nn.Conv1d(dims, dims, 1, groups=dims)
@@ -123,24 +166,39 @@ class SGPBlock(nn.Module):
                 nn.init.normal_(conv.weight, 0, init_std)
                 nn.init.zeros_(conv.bias)
 
-    def sgp(self, y: Tensor, mask: Tensor) -> Tensor:
-        """The SGP mixing of normalised features ``y`` (B, C, T)."""
+    def sgp(self, y: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """The SGP mixing of normalised features ``y`` (B, C, T); the
+        instant-level context is the mean over ``mask`` (all positions when
+        None)."""
         instant = self.fc(y) * F.relu(self.global_fc(masked_mean(y, mask)))
         window = self.psi(y) * (self.conv_w(y) + self.conv_kw(y))
         return instant + window + y
 
-    def _residual(self, x: Tensor, branch: Tensor, gamma, m: Tensor):
+    def _residual(self, x: Tensor, branch: Tensor, gamma,
+                  m: Optional[Tensor]):
         if gamma is not None:
             branch = branch * gamma
-        return x + drop_path(branch * m, self.drop_path, self.training)
+        if m is not None:
+            branch = branch * m
+        return x + drop_path(branch, self.drop_path, self.training)
+
+    def pool(self, x: Tensor) -> Tensor:
+        """Halve the length: max pooling, kernel 3, stride 2, padded as
+        ``pool_padding`` says."""
+        if self.pool_padding == '-inf':
+            return F.max_pool1d(x, 3, 2, padding=1)
+        return F.max_pool1d(F.pad(x, (1, 1)), 3, 2)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
         """x: (B, C, T); mask: (B, T) bool, True where valid."""
         if self.downsample:
-            # zero padding, like the masked positions: padding invariant
-            x = F.max_pool1d(F.pad(x, (1, 1)), 3, 2)
-            mask = mask[:, ::2]
+            x, mask = self.pool(x), mask[:, ::2]
         m = mask[:, None].to(x.dtype)
+        if self.padded_positions == 'computed':
+            x = self._residual(x * m, self.sgp(self.norm(x), None),
+                               self.gamma1, None)
+            return self._residual(x, self.mlp(self.ffn_norm(x)), self.gamma2,
+                                  None), mask
         x = self._residual(x, self.sgp(self.norm(x) * m, mask), self.gamma1,
                            m)
         x = self._residual(x, self.mlp(self.ffn_norm(x, mask)), self.gamma2,
@@ -192,6 +250,19 @@ class TriDetNeck(BaseModule):
         input_noise (float): Std of Gaussian noise added to the input in
             training. Defaults to 0.
         out_norm (bool): LayerNorm on every level's output. Defaults to True.
+        embed_bias (bool): Biases in the embedding convolutions (OpenTAD's
+            ``ConvModule`` drops them before a norm; a LayerNorm over the
+            channels does not absorb a per-channel bias, so ours keep it).
+            Defaults to True.
+        norm_eps (float): Epsilon of the embedding and output LayerNorms
+            (OpenTAD: 1e-6; its SGP blocks keep PyTorch's 1e-5, as ours).
+            Defaults to 1e-5.
+        pool_padding (str): See :class:`SGPBlock`. Defaults to ``'zero'``.
+        padded_positions (str): See :class:`SGPBlock`; with ``'computed'``
+            the input is not masked either (OpenTAD's embedding convolutions
+            see it unmasked) and the output LayerNorms are not re-masked
+            (padded positions hold their computed values, as OpenTAD's
+            ``FPNIdentity`` returns them). Defaults to ``'masked'``.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -202,17 +273,24 @@ class TriDetNeck(BaseModule):
                  mlp_dims: Optional[int] = 768, num_groups: int = 16,
                  drop_path: float = 0.1, layer_scale: Optional[float] = 1e-4,
                  init_std: Optional[float] = 0.1, input_noise: float = 0.,
-                 out_norm: bool = True,
+                 out_norm: bool = True, embed_bias: bool = True,
+                 norm_eps: float = 1e-5, pool_padding: str = 'zero',
+                 padded_positions: str = 'masked',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_levels, self.input_noise = num_levels, input_noise
+        self.padded_positions = check_choice(
+            'padded_positions', padded_positions, PADDED_POSITIONS)
         self.embed = nn.ModuleList(
             nn.Conv1d(in_channels if i == 0 else embed_dims, embed_dims, 3,
-                      padding=1) for i in range(num_embed_convs))
+                      padding=1, bias=embed_bias)
+            for i in range(num_embed_convs))
         self.embed_norms = nn.ModuleList(
-            ChannelLayerNorm(embed_dims) for _ in range(num_embed_convs))
+            ChannelLayerNorm(embed_dims, eps=norm_eps)
+            for _ in range(num_embed_convs))
         common = dict(k=k, mlp_dims=mlp_dims, num_groups=num_groups,
-                      init_std=init_std)
+                      init_std=init_std, pool_padding=pool_padding,
+                      padded_positions=padded_positions)
         self.stem = nn.ModuleList(
             SGPBlock(embed_dims, stem_kernel_size, **common)
             for _ in range(num_stem_blocks))
@@ -221,8 +299,8 @@ class TriDetNeck(BaseModule):
                      drop_path=drop_path, layer_scale=layer_scale, **common)
             for _ in range(num_levels - 1))
         self.out_norms = nn.ModuleList(
-            ChannelLayerNorm(embed_dims) if out_norm else nn.Identity()
-            for _ in range(num_levels))
+            ChannelLayerNorm(embed_dims, eps=norm_eps) if out_norm else
+            nn.Identity() for _ in range(num_levels))
 
     def forward(self, x: Tensor, mask: Tensor):
         """x: (B, C, T) features; mask: (B, T) bool valid positions.
@@ -234,7 +312,8 @@ class TriDetNeck(BaseModule):
         if self.training and self.input_noise > 0:
             x = x + torch.randn_like(x) * self.input_noise
         m = mask[:, None].to(x.dtype)
-        x = x * m
+        computed = self.padded_positions == 'computed'
+        x = x if computed else x * m
         for conv, norm in zip(self.embed, self.embed_norms):
             x = F.relu(norm(conv(x))) * m
         for block in self.stem:
@@ -244,10 +323,11 @@ class TriDetNeck(BaseModule):
             x, mask = block(x, mask)
             feats.append(x)
             masks.append(mask)
-        feats = [norm(f) * k[:, None].to(f.dtype)
+        feats = [norm(f) if computed else norm(f) * k[:, None].to(f.dtype)
                  for norm, f, k in zip(self.out_norms, feats, masks)]
         return feats, masks
 
 
 __all__ = ['SGPBlock', 'TriDetNeck', 'MaskedGroupNorm', 'masked_mean',
-           'sgp_large_kernel']
+           'sgp_large_kernel', 'check_choice', 'PADDED_POSITIONS',
+           'POOL_PADDINGS']
