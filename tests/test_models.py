@@ -127,11 +127,12 @@ def _positives(head, segs, labels, T=64):
 
 
 def test_assignment_short_segment_goes_to_level_0():
+    # the centre region is [10, 13]: its border points 10 and 13 are outside
     pts, cls_t, reg_t = _positives(_head(), [[10., 13.]], [1])
-    assert pts[:, 0].tolist() == [10, 11, 12, 13]
-    assert pts[:, 3].tolist() == [1, 1, 1, 1]
-    assert cls_t.tolist() == [[0, 1]] * 4
-    assert reg_t.tolist() == [[0, 3], [1, 2], [2, 1], [3, 0]]
+    assert pts[:, 0].tolist() == [11, 12]
+    assert pts[:, 3].tolist() == [1, 1]
+    assert cls_t.tolist() == [[0, 1]] * 2
+    assert reg_t.tolist() == [[1, 2], [2, 1]]
 
 
 def test_assignment_long_segment_goes_to_its_range_level():

@@ -7,7 +7,8 @@ import re2tal_mm  # noqa: F401
 from mmaction import registry as mmaction_registry
 
 EXPECTED = {
-    'MODELS': ['ActionFormerHead', 'ActionFormerNeck', 'DIoU1DLoss',
+    'MODELS': ['ActionFormerHead', 'ActionFormerNeck',
+               'ActionFormerTransformerNeck', 'DIoU1DLoss',
                'TALPostProcessor', 'TALSigmoidFocalLoss',
                'TemporalActionLocalizer', 'TriDetHead', 'TriDetNeck',
                'ClipBatchedViT', 'TemporalAdapter'],

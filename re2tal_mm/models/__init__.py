@@ -1,5 +1,6 @@
 """Localizer, neck, head, losses and post-processor (registered in
 mmaction's MODELS on import)."""
+from .actionformer_neck import ActionFormerTransformerNeck
 from .head import ActionFormerHead
 from .localizer import TemporalActionLocalizer
 from .losses import DIoU1DLoss, TALSigmoidFocalLoss
@@ -11,7 +12,8 @@ from .tridet_head import TriDetHead
 from .tridet_neck import SGPBlock, TriDetNeck
 
 __all__ = [
-    'ActionFormerHead', 'ActionFormerNeck', 'ClipBatchedViT', 'ClipGrid',
+    'ActionFormerHead', 'ActionFormerNeck', 'ActionFormerTransformerNeck',
+    'ClipBatchedViT', 'ClipGrid',
     'DIoU1DLoss', 'SGPBlock', 'TALPostProcessor', 'TALSigmoidFocalLoss',
     'TemporalActionLocalizer', 'TemporalAdapter', 'TriDetHead', 'TriDetNeck',
     'insert_temporal_adapters', 'set_temporal_context'

@@ -39,6 +39,20 @@ class ActionFormerHead(BaseModule):
         loss_norm_momentum (float): EMA momentum of the positive count.
         prior_prob (float): Initial foreground probability of the classifier.
         init_cfg (dict, optional): MMEngine init config.
+        norm_eps (float): Eps of the towers' LayerNorms (OpenTAD: 1e-6).
+            Defaults to 1e-5.
+        tower_bias (bool): Biases in the tower convolutions (OpenTAD has
+            none: a LayerNorm follows). Defaults to True.
+        label_smoothing (float): ``eps``: class targets become
+            ``t * (1 - eps) + eps / (num_classes + 1)`` (OpenTAD's form).
+            Defaults to 0.
+
+    A point is a positive of a segment when it lies strictly inside the
+    segment's centre region (``centre +- center_sample_radius * stride``,
+    clipped to the segment): a point exactly on its border is not, as in
+    ActionFormer / OpenTAD. The positive count normalises the losses: in
+    training through an EMA (the ``loss_normalizer`` buffer, updated), in
+    eval mode the batch's own ``max(num_pos, 1)`` (as OpenTAD).
     """
 
     def __init__(self, num_classes, in_channels, feat_channels=256,
@@ -48,8 +62,12 @@ class ActionFormerHead(BaseModule):
                  center_sample_radius=1.5,
                  loss_cls=dict(type='TALSigmoidFocalLoss'),
                  loss_reg=dict(type='DIoU1DLoss'), init_loss_norm=100.,
-                 loss_norm_momentum=0.9, prior_prob=0.01, init_cfg=None):
+                 loss_norm_momentum=0.9, prior_prob=0.01, init_cfg=None,
+                 *, norm_eps: float = 1e-5, tower_bias: bool = True,
+                 label_smoothing: float = 0.):
         super().__init__(init_cfg=init_cfg)
+        self.norm_eps, self.tower_bias = norm_eps, tower_bias
+        self.label_smoothing = label_smoothing
         assert len(strides) == len(regress_ranges)
         self.num_classes = num_classes
         self.strides, self.regress_ranges = list(strides), regress_ranges
@@ -68,13 +86,13 @@ class ActionFormerHead(BaseModule):
         nn.init.constant_(self.cls_out.bias, -math.log((1 - prior_prob) /
                                                        prior_prob))
 
-    @staticmethod
-    def _tower(cin, cout, n):
+    def _tower(self, cin, cout, n):
         layers = nn.ModuleList()
         for i in range(n):
             layers.append(nn.ModuleList([
-                nn.Conv1d(cin if i == 0 else cout, cout, 3, padding=1),
-                ChannelLayerNorm(cout)]))
+                nn.Conv1d(cin if i == 0 else cout, cout, 3, padding=1,
+                          bias=self.tower_bias),
+                ChannelLayerNorm(cout, eps=self.norm_eps)]))
         return layers
 
     @staticmethod
@@ -83,17 +101,25 @@ class ActionFormerHead(BaseModule):
             x = F.relu(norm(conv(x))) * m
         return x
 
-    def forward(self, feats, masks):
-        """Per level: logits (B, T_l, K) and offsets (B, T_l, 2) in strides."""
+    def level_outputs(self, feats, masks):
+        """Per level, unmasked: logits (B, K, T_l) and offsets (B, 2, T_l)
+        in strides (what OpenTAD's head returns)."""
         cls_outs, reg_outs = [], []
         for x, mask, scale in zip(feats, masks, self.scales):
             m = mask[:, None].to(x.dtype)
-            c = self.cls_out(self._run_tower(self.cls_tower, x, m)) * m
-            r = F.relu(scale(self.reg_out(self._run_tower(self.reg_tower, x,
-                                                          m)))) * m
-            cls_outs.append(c.transpose(1, 2))
-            reg_outs.append(r.transpose(1, 2))
+            cls_outs.append(self.cls_out(self._run_tower(self.cls_tower, x,
+                                                         m)))
+            reg_outs.append(F.relu(scale(self.reg_out(
+                self._run_tower(self.reg_tower, x, m)))))
         return cls_outs, reg_outs
+
+    def forward(self, feats, masks):
+        """Per level: logits (B, T_l, K) and offsets (B, T_l, 2) in strides,
+        zero at padded positions."""
+        cls_outs, reg_outs = self.level_outputs(feats, masks)
+        ms = [mask[..., None].to(c.dtype) for c, mask in zip(cls_outs, masks)]
+        return ([c.transpose(1, 2) * m for c, m in zip(cls_outs, ms)],
+                [r.transpose(1, 2) * m for r, m in zip(reg_outs, ms)])
 
     def points(self, masks):
         """(P, 4) rows ``(position, range_lo, range_hi, stride)`` of all
@@ -118,7 +144,9 @@ class ActionFormerHead(BaseModule):
 
         Returns:
             tuple[Tensor, Tensor]: (P, K) 0/1 class targets and (P, 2)
-            offset targets in units of each point's stride.
+            offset targets in units of each point's stride (at points that
+            are no positive: the distances to the first segment, a don't
+            care value, as OpenTAD's).
         """
         P, N = points.shape[0], gt_segments.shape[0]
         cls_t = points.new_zeros(P, self.num_classes)
@@ -130,7 +158,7 @@ class ActionFormerHead(BaseModule):
         center, r = 0.5 * (s + e), self.center_sample_radius * stride
         cb_left = pos - torch.max(center - r, s)
         cb_right = torch.min(center + r, e) - pos
-        inside = torch.min(cb_left, cb_right) >= 0
+        inside = torch.min(cb_left, cb_right) > 0  # border: outside
         reach = torch.max(left, right)
         ok = inside & (reach >= lo) & (reach <= hi)
         length = (e - s).expand(P, N).masked_fill(~ok, INF)
@@ -142,8 +170,7 @@ class ActionFormerHead(BaseModule):
             gt_labels.long(), self.num_classes).float()).clamp(max=1)
         reg_t = torch.stack([left.gather(1, best[:, None])[:, 0],
                              right.gather(1, best[:, None])[:, 0]], 1)
-        reg_t = reg_t / stride * positive[:, None]
-        return cls_t, reg_t
+        return cls_t, reg_t / stride
 
     def loss(self, cls_outs, reg_outs, masks, gt_segments, gt_labels):
         """Losses of a batch; ``gt_segments`` per sample in grid units."""
@@ -156,16 +183,25 @@ class ActionFormerHead(BaseModule):
         valid = torch.cat(masks, 1)
         pos = (cls_t.sum(-1) > 0) & valid
         num_pos = pos.sum().item()
-        if self.training:
-            m = self.loss_norm_momentum
-            self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos, 1))
-        norm = self.loss_normalizer.item()
+        norm = self._normalizer(num_pos)
+        if self.label_smoothing:
+            eps = self.label_smoothing
+            cls_t = cls_t * (1 - eps) + eps / (self.num_classes + 1)
         loss_cls = self.loss_cls(logits[valid], cls_t[valid]) / norm
         if num_pos > 0:
             loss_reg = self.loss_reg(offsets[pos], reg_t[pos]) / norm
         else:
             loss_reg = offsets.sum() * 0
         return dict(loss_cls=loss_cls, loss_reg=loss_reg)
+
+    def _normalizer(self, num_pos: int) -> float:
+        """The losses' divisor: the updated EMA of the positive count in
+        training, ``max(num_pos, 1)`` in eval mode."""
+        if not self.training:
+            return float(max(num_pos, 1))
+        m = self.loss_norm_momentum
+        self.loss_normalizer.mul_(m).add_((1 - m) * max(num_pos, 1))
+        return self.loss_normalizer.item()
 
     def decode(self, cls_outs, reg_outs, masks):
         """Batched scores (B, P, K), segments (B, P, 2) in grid units and
