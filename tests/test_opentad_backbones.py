@@ -3,8 +3,6 @@ OpenTAD's own code (``../shared/reference/opentad/``) against our rewired
 MMAction2 backbones, and the ``first_block`` rewiring option their SlowFast
 checkpoints need."""
 import copy
-import os
-import os.path as osp
 
 import pytest
 import torch
@@ -17,31 +15,20 @@ from re2tal_mm.engine.rewiring_meta import same_function
 from re2tal_mm.reversible import relative_error
 from re2tal_mm.rewiring import apply_rewiring, rewire, rewiring_spec, unwire
 
+from .conftest import opentad_fixture
 from .test_rewiring_zoo import bn_buffers, build, train_step
 
 torch.set_num_threads(1)
 
-REFERENCE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '..',
-                     'shared', 'reference', 'opentad')
-
-
-def fixture(name):
-    path = osp.join(REFERENCE, f'{name}.pth')
-    if not osp.isfile(path):
-        if os.environ.get('CI'):
-            pytest.fail(f'OpenTAD fixture {path} is missing')
-        pytest.skip(f'OpenTAD fixture {path} not found')
-    return torch.load(path, weights_only=True)
-
 
 @pytest.fixture(scope='module')
 def swin_fixture():
-    return fixture('re2tal_swin')
+    return opentad_fixture('re2tal_swin.pth')
 
 
 @pytest.fixture(scope='module')
 def slowfast_fixture():
-    return fixture('re2tal_slowfast')
+    return opentad_fixture('re2tal_slowfast.pth')
 
 
 def max_diff(ours, theirs):
@@ -283,3 +270,27 @@ def test_same_function_tells_first_block_forms_apart():
                          dict(mode='autograd', first_block='opentad'))
     assert not same_function(None, default)
     assert same_function(None, None)
+
+
+# -------------------------------------------------- checkpoint conversion
+def test_kinds_recognise_their_keys(swin_fixture, slowfast_fixture):
+    sw, sf = swin_fixture['state_dict'], slowfast_fixture['state_dict']
+    assert swin.owns_keys(sw) and not swin.owns_keys(sf)
+    assert slowfast.owns_keys(sf) and not slowfast.owns_keys(sw)
+    assert swin.ROLE == slowfast.ROLE == 'backbone'
+
+
+@pytest.mark.parametrize('kind', [swin, slowfast])
+def test_bare_backbone_converts_with_its_rewiring(kind, swin_fixture,
+                                                  slowfast_fixture):
+    """A converted bare backbone records the function OpenTAD computes
+    (for SlowFast: its first-block form), which rebuilds our model."""
+    from re2tal_mm.apis.opentad.checkpoint import convert_checkpoint
+    fix = swin_fixture if kind is swin else slowfast_fixture
+    ours, report = convert_checkpoint(fix['state_dict'])
+    spec = ours['meta']['re2tal_rewiring']
+    assert spec == kind.REWIRING == kind.model_cfg(fix['constructor'])[
+        'rewire']
+    assert report['mapped'] == len(fix['state_dict'])
+    assert kind.REWIRING.get('first_block', 'mmaction') == (
+        'opentad' if kind is slowfast else 'mmaction')

@@ -18,6 +18,7 @@ twice in training; ours does neither. Their recipes set ``norm_eval=True``
 (passed through) and freeze the BatchNorm parameters (the recipe's
 ``norm_cfg`` / optimizer settings, not the backbone's function).
 """
+import re
 from typing import Any, Dict, List, Mapping, Tuple
 
 from torch import Tensor
@@ -26,6 +27,10 @@ from .backbones import build_backbone, opentad_args, rewire_mode, run_backbone
 from .keys import map_keys
 
 CLS = 'ResNet3dSlowFast_inv'
+ROLE = 'backbone'
+#: the rewiring a converted checkpoint records: OpenTAD's first-block form
+#: (its ``inv_mode`` only picks how the backward runs)
+REWIRING = dict(mode='reversible', first_block='opentad')
 
 #: ``ResNet3dSlowFast_inv.__init__`` arguments with OpenTAD's defaults
 DEFAULTS = dict(
@@ -70,6 +75,13 @@ def matches(fixture: dict) -> bool:
     return (fixture.get('constructor') or {}).get('cls') == CLS
 
 
+def owns_keys(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether these OpenTAD backbone keys are a ``ResNet3dSlowFast_inv``
+    (stages holding ``blocks.0.Fm`` / ``blocks.j.inv_block.Fm``)."""
+    return any(re.fullmatch(PATH + r'layer\d+\.blocks\.\d+\.(inv_block\.)?Fm'
+                            r'\.conv1\.conv\.weight', k) for k in state_dict)
+
+
 def convert_state_dict(
         state_dict: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor],
                                                    List[str]]:
@@ -99,8 +111,7 @@ def model_cfg(constructor: dict) -> Dict[str, Any]:
         slow_pathway=pathway_cfg(args['slow_pathway'], 'slow_pathway'),
         fast_pathway=pathway_cfg(args['fast_pathway'], 'fast_pathway'))
     return dict(backbone=backbone,
-                rewire=dict(mode=rewire_mode(args['inv_mode']),
-                            first_block='opentad'))
+                rewire=dict(REWIRING, mode=rewire_mode(args['inv_mode'])))
 
 
 def run_fixture(fixture: dict) -> Dict[str, Tensor]:

@@ -14,6 +14,7 @@ constant per block (the same drop-path mask in every iteration); ours
 draws fresh masks and replays them in the recompute. ``norm_eval`` only
 puts LayerNorms in eval mode, which changes nothing.
 """
+import re
 from typing import Any, Dict, List, Mapping, Tuple
 
 from torch import Tensor
@@ -22,6 +23,10 @@ from .backbones import build_backbone, opentad_args, rewire_mode, run_backbone
 from .keys import map_keys
 
 CLS = 'SwinTransformer3D_inv'
+ROLE = 'backbone'
+#: the rewiring a converted checkpoint records (the function OpenTAD's
+#: Swin computes; OpenTAD's ``inv_mode`` only picks how the backward runs)
+REWIRING = dict(mode='reversible')
 
 #: ``SwinTransformer3D_inv.__init__`` arguments with OpenTAD's defaults
 DEFAULTS = dict(
@@ -49,6 +54,13 @@ def matches(fixture: dict) -> bool:
     return (fixture.get('constructor') or {}).get('cls') == CLS
 
 
+def owns_keys(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether these OpenTAD backbone keys are a ``SwinTransformer3D_inv``
+    (blocks coupled as ``inv_block.Fm`` / ``inv_block.Gm``)."""
+    return any(re.fullmatch(r'layers\.\d+\.blocks\.\d+\.inv_block\.Fm\.attn'
+                            r'\.qkv\.weight', k) for k in state_dict)
+
+
 def convert_state_dict(
         state_dict: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor],
                                                    List[str]]:
@@ -74,7 +86,7 @@ def model_cfg(constructor: dict) -> Dict[str, Any]:
                 else value
             backbone[RENAMED.get(name, name)] = value
     return dict(backbone=backbone,
-                rewire=dict(mode=rewire_mode(args['inv_mode'])))
+                rewire=dict(REWIRING, mode=rewire_mode(args['inv_mode'])))
 
 
 def run_fixture(fixture: dict) -> Dict[str, Tensor]:
