@@ -9,7 +9,8 @@ import torch
 from mmengine.structures import InstanceData
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from re2tal_mm.structures import pairwise_tiou, segment_nms
+from re2tal_mm.evaluation import TALMetric
+from re2tal_mm.structures import pairwise_tiou
 
 from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
@@ -145,22 +146,29 @@ def train():
 
 
 def predict_video(model, vid, x, segs, labels, win, hop):
-    """Sliding windows over a whole video, merged with segment_nms."""
+    """Sliding windows over a whole video, merged as TALMetric merges."""
     starts = list(range(0, max(x.shape[1] - win, 0) + 1, hop))
     if starts[-1] + win < x.shape[1]:
         starts.append(x.shape[1] - win)
     batch = [window_sample(vid, x, segs, labels, s, win, False)
              for s in starts]
-    with torch.no_grad():
-        data = model.data_preprocessor(
-            dict(inputs=[b[0] for b in batch],
-                 data_samples=[b[1] for b in batch]), False)
-        out = model(**data, mode='predict')
+    # windows are not NMSed on their own: one NMS over all of them below
+    nms, model.post_processor.nms = model.post_processor.nms, None
+    try:
+        with torch.no_grad():
+            data = model.data_preprocessor(
+                dict(inputs=[b[0] for b in batch],
+                     data_samples=[b[1] for b in batch]), False)
+            out = model(**data, mode='predict')
+    finally:
+        model.post_processor.nms = nms
     seg = torch.cat([o.pred_instances.segments for o in out])
     sc = torch.cat([o.pred_instances.scores for o in out])
     lab = torch.cat([o.pred_instances.labels for o in out])
-    return segment_nms(seg, sc, lab, method='soft', sigma=0.5, min_score=0.01,
-                       max_num=100)
+    # the one NMS of the video, then clipped to it (TALMetric's merge)
+    merge = TALMetric(nms=dict(method='soft', sigma=0.5, min_score=0.01),
+                      max_per_video=100).merge_video
+    return merge(seg, sc, lab, duration=x.shape[1] * STEP)
 
 
 def tal_metric_map(samples, gts, tmp_path):

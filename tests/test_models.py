@@ -226,8 +226,14 @@ def test_outputs_unchanged_when_longer_sample_is_batched(n, neck):
             assert torch.allclose(r1[lvl][0, :v], r2[lvl][0, :v], atol=1e-5)
         p1 = model(**alone, mode='predict')[0].pred_instances
         p2 = model(**both, mode='predict')[0].pred_instances
+    # the same candidates; no NMS per window (the metric merges), so the
+    # 2000 are in score order, where near ties (1e-6) may swap: matched
     assert torch.allclose(p1.scores, p2.scores, atol=1e-5)
-    assert torch.allclose(p1.segments, p2.segments, atol=1e-4)
+    assert len(p1.segments) == len(p2.segments)
+    rows = torch.cat([p1.segments, p1.labels[:, None].float()], 1)
+    other = torch.cat([p2.segments, p2.labels[:, None].float()], 1)
+    dist = (rows[:, None] - other[None]).abs().amax(-1)
+    assert float(dist.amin(1).max()) < 1e-4
 
 
 # ------------------------------------------------------------- video mode

@@ -58,9 +58,7 @@ model = dict(
     post_processor=dict(
         type='TALPostProcessor', score_thr=0.001, pre_nms_topk=2000,
         # segments shorter than 0.05 feature steps are dropped
-        min_duration=0.05 * feature_stride / video_fps,
-        nms=dict(method='soft', iou_threshold=0.1, sigma=0.5,
-                 min_score=0.001, max_num=2000)))
+        min_duration=0.05 * feature_stride / video_fps))
 
 load_feature = dict(type='LoadTALFeature', feature_stride=feature_stride,
                     fps=video_fps, center=clip_len / 2 / feature_stride)
@@ -93,6 +91,7 @@ test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)
 val_evaluator = dict(type='TALMetric', subset='test',
                      tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7],
+                     nms=dict(method='soft', sigma=0.5, min_score=0.001),
                      max_per_video=2000)
 test_evaluator = val_evaluator
 

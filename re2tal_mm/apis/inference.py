@@ -1,7 +1,7 @@
 """Localize actions in one video file with a trained TAL model.
 
 Reuses the pieces of a sliding-window test: the config's test pipeline, the
-window offsets of :class:`TALDataset` (:func:`sliding_window_offsets`) and the
+window offsets of :class:`TALDataset` (:func:`sliding_windows`) and the
 per-video merge of :class:`TALMetric` (:meth:`TALMetric.merge_predictions`),
 so a video localized here goes through the same code as ``mim test``.
 """
@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
-from re2tal_mm.datasets.tal_dataset import sliding_window_offsets
+from re2tal_mm.datasets.tal_dataset import sliding_windows
 
 
 def _classes_of(cfg):
@@ -157,10 +157,8 @@ def _window_entries(entry: dict, window_duration: Optional[float],
     """The samples :class:`TALDataset` makes of ``entry`` in test mode."""
     if not window_duration:
         return [entry]
-    return [dict(entry, window_offset=float(off),
-                 window_duration=float(window_duration))
-            for off in sliding_window_offsets(entry['duration'],
-                                              window_duration, overlap)]
+    return [dict(entry, **win) for win in sliding_windows(
+        entry['duration'], window_duration, overlap)]
 
 
 def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
@@ -170,7 +168,8 @@ def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
     if isinstance(evaluator, (list, tuple)):
         evaluator = evaluator[0] if evaluator else {}
     metric_kwargs = dict(ann_file=None)
-    for key, val in (('nms', nms), ('max_per_video', max_per_video)):
+    for key, val in (('nms', nms), ('max_per_video', max_per_video),
+                     ('clip', None), ('round_before_nms', None)):
         if val is not None:
             metric_kwargs[key] = val
         elif key in evaluator:

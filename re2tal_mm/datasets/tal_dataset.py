@@ -31,6 +31,26 @@ def sliding_window_offsets(duration, window_duration, overlap=0.25):
     return offsets
 
 
+def sliding_windows(duration: float, window_duration: float,
+                    overlap: float = 0.25) -> List[dict]:
+    """The test windows of a video, as sample fields.
+
+    Each window has ``window_index``, ``window_last`` and
+    ``window_overlap``, from which ``TALWindowSample`` places it on the
+    video's own frame (or feature) grid, and an approximate
+    ``window_offset`` / ``window_duration`` (s) from
+    :func:`sliding_window_offsets`. Window ``i`` starts at step
+    ``i * int(num_steps * (1 - overlap))``, the last ends at the video's
+    last step (OpenTAD's placement), whatever the fps.
+    """
+    offsets = sliding_window_offsets(duration, window_duration, overlap)
+    return [dict(window_offset=float(off),
+                 window_duration=float(window_duration), window_index=i,
+                 window_last=i == len(offsets) - 1,
+                 window_overlap=float(overlap))
+            for i, off in enumerate(offsets)]
+
+
 #: Videos named in a log message; the rest are counted.
 MAX_NAMED_VIDEOS = 5
 
@@ -211,12 +231,10 @@ class TALDataset(BaseActionDataset):
             if self.modality == 'Feature':
                 entry['feature_path'] = path
             if self.test_mode and self.window_duration:
-                for off in sliding_window_offsets(entry['duration'],
-                                                  self.window_duration,
-                                                  self.window_overlap):
-                    data_list.append(dict(entry, window_offset=float(off),
-                                          window_duration=float(
-                                              self.window_duration)))
+                for win in sliding_windows(entry['duration'],
+                                           self.window_duration,
+                                           self.window_overlap):
+                    data_list.append(dict(entry, **win))
             else:
                 data_list.append(entry)
         if missing:

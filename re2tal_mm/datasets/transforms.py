@@ -302,15 +302,25 @@ class TALWindowSample(BaseTransform):
         frame_stride (int): Video mode: sample every ``frame_stride`` frames
             (when ``target_fps`` is None).
         min_action_ratio (float): Training windows must keep at least this
-            fraction of some action (when the video has actions).
+            fraction of some action (when the video has actions). Defaults
+            to 0.5 (OpenTAD's Re2TAL recipes: 0.75, their ``trunc_thresh``).
         max_tries (int): Random windows tried before taking the best one.
+        partial_actions (bool): Training windows keep every action that
+            overlaps them, clipped; False keeps only those of which the
+            window holds at least ``min_action_ratio`` (OpenTAD's
+            ``random_trunc``). Defaults to True.
+        crop_ratio (tuple[float, float], optional): Training: a video not
+            longer than the window is cut to a random length in
+            ``[lo, hi]`` times its own (then placed as a window; the rest is
+            padding), OpenTAD's ``crop_ratio`` ((0.9, 1.0) in its THUMOS
+            recipes). Defaults to None (short videos are taken whole).
         test_mode (bool): Deterministic windows (also when the dataset marks
             the sample ``test_mode``).
     """
 
     def __init__(self, num_steps, mode='window', target_fps=None,
                  frame_stride=1, min_action_ratio=0.5, max_tries=50,
-                 test_mode=False):
+                 test_mode=False, partial_actions=True, crop_ratio=None):
         assert mode in ('window', 'resize'), mode
         self.num_steps = num_steps
         self.mode = mode
@@ -319,6 +329,8 @@ class TALWindowSample(BaseTransform):
         self.min_action_ratio = min_action_ratio
         self.max_tries = max_tries
         self.test_mode = test_mode
+        self.partial_actions = partial_actions
+        self.crop_ratio = None if crop_ratio is None else tuple(crop_ratio)
 
     def _base(self, results):
         """(fps, base stride in frames, number of base steps)."""
@@ -333,11 +345,32 @@ class TALWindowSample(BaseTransform):
 
     def _pick_start(self, results, step_s, total):
         n = self.num_steps
-        if 'window_offset' in results:  # sliding-window test sample
+        if 'window_index' in results:  # sliding-window test sample
+            # on the video's own grid: window i at i * stride steps, the
+            # last one ending at the last step (OpenTAD's placement)
+            stride = max(1, int(n * (1 - results['window_overlap'])))
+            start = total - n if results.get('window_last') else \
+                results['window_index'] * stride
+            return max(0, min(start, total - n))
+        if 'window_offset' in results:  # a window given in seconds
             start = int(round(results['window_offset'] / step_s))
             return max(0, min(start, total - n))
         if results.get('test_mode', self.test_mode) or total <= n:
             return 0
+        return self._random_start(results, step_s, total, n)
+
+    def _crop_length(self, results, total):
+        """Training length of a video not longer than the window."""
+        n = self.num_steps
+        if (self.crop_ratio is None or total > n or 'window_index' in
+                results or results.get('test_mode', self.test_mode)):
+            return None
+        lo = max(round(self.crop_ratio[0] * total), 1)
+        hi = min(round(self.crop_ratio[1] * total), total)
+        length = np.random.randint(lo, hi + 1) if hi >= lo else total
+        return length if length < total else None
+
+    def _random_start(self, results, step_s, total, n):
         segs = results['gt_segments']
         best, best_keep = 0, -1.0
         for _ in range(self.max_tries):
@@ -358,18 +391,23 @@ class TALWindowSample(BaseTransform):
     def transform(self, results):
         fps, stride, total = self._base(results)
         n = self.num_steps
+        crop = None
         if self.mode == 'resize':
             grid_stride = stride * total / n
             idx = np.floor(np.arange(n) * total / n).astype(np.int64)
             offset = 0.0
         else:
             grid_stride = stride
-            start = self._pick_start(results, stride / fps, total)
+            crop = self._crop_length(results, total)
+            start = self._pick_start(results, stride / fps, total) \
+                if crop is None else self._random_start(
+                    results, stride / fps, total, crop)
             idx = start + np.arange(n)
             offset = start * stride / fps
-        valid = int(np.clip(total - idx[0], 0, n)) if self.mode == 'window' \
+        end = total if crop is None else start + crop
+        valid = int(np.clip(end - idx[0], 0, n)) if self.mode == 'window' \
             else n
-        idx = np.clip(idx, 0, total - 1)
+        idx = np.clip(idx, 0, end - 1)
         win_dur = n * grid_stride / fps
         if results.get('window_duration', 0) > win_dur + 1e-3:
             raise ValueError(
@@ -383,11 +421,18 @@ class TALWindowSample(BaseTransform):
                 idx * stride, results['total_frames'] - 1).astype(np.int64)
             results['clip_len'], results['num_clips'] = n, 1
             results['frame_interval'] = stride
-        lo, hi = offset, min(offset + win_dur, results['duration'])
+        lo, hi = offset, min(offset + valid * grid_stride / fps
+                             if crop is not None else offset + win_dur,
+                             results['duration'])
         segs = results['gt_segments'].reshape(-1, 2)
         clipped = np.stack([segs[:, 0].clip(lo, hi), segs[:, 1].clip(lo, hi)],
                            1) if len(segs) else segs
         keep = clipped[:, 1] > clipped[:, 0]
+        if not self.partial_actions and len(segs) and not results.get(
+                'test_mode', self.test_mode):
+            held = (clipped[:, 1] - clipped[:, 0]) / np.maximum(
+                segs[:, 1] - segs[:, 0], 1e-6)
+            keep &= held >= self.min_action_ratio
         results['gt_segments'] = clipped[keep].astype(np.float32)
         results['gt_labels'] = results['gt_labels'][keep]
         results.update(fps=fps, window_offset=float(offset),

@@ -11,7 +11,7 @@ from mmengine.logging import MMLogger
 
 from re2tal_mm.datasets.annotations import (class_names_of,
                                             load_activitynet_json)
-from re2tal_mm.structures import segment_nms
+from re2tal_mm.structures import clip_segments, segment_nms
 
 from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
@@ -72,8 +72,22 @@ class TALMetric(BaseMetric):
             evaluators, for comparison with such numbers only. Defaults to
             False.
         nms (dict | None): Arguments of :func:`segment_nms` for the per-video
-            merge (None: no NMS).
-        max_per_video (int): Predictions kept per video after the merge.
+            merge, the one NMS of a video's detections (all its windows
+            together; the model's ``TALPostProcessor`` runs none by
+            default). None: no NMS (the best ``max_per_video`` are kept).
+            Defaults to Gaussian Soft-NMS, sigma 0.5, min_score 0.001.
+        max_per_video (int): Predictions kept per video after the merge
+            (``segment_nms``'s ``max_num`` unless ``nms`` gives one).
+            Defaults to 200.
+        clip (str | None): When predictions are clipped to ``[0, duration]``
+            of their video (the ``duration`` of the samples): ``'after'``
+            the NMS (OpenTAD's order for a whole-video input), ``'before'``
+            it (OpenTAD's order in its sliding-window merge, where each
+            window's results are clipped before the merged NMS), None: not
+            clipped. Defaults to ``'after'``.
+        round_before_nms (bool): Round segments to 2 decimals and scores to
+            4 before the merge, as OpenTAD's sliding-window merge receives
+            them (its per-window results are rounded). Defaults to False.
         class_names (Sequence[str] | None): Label index -> name; defaults to
             ``dataset_meta['classes']``, else the sorted ground-truth labels.
         out_file (str | None): Dump the merged predictions here as an
@@ -97,7 +111,14 @@ class TALMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  protocol: str = 'activitynet',
-                 clip_ground_truth: bool = False) -> None:
+                 clip_ground_truth: bool = False,
+                 clip: Optional[str] = 'after',
+                 round_before_nms: bool = False) -> None:
+        if clip not in ('after', 'before', None):
+            raise ValueError("TALMetric clip must be 'after', 'before' or "
+                             f'None, got {clip!r}')
+        self.clip = clip
+        self.round_before_nms = round_before_nms
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
         self.subset = subset
@@ -118,8 +139,10 @@ class TALMetric(BaseMetric):
             pred = _get(sample, 'pred_instances')
             get = (pred.get if isinstance(pred, dict) else
                    lambda k: getattr(pred, k))
+            duration = _get(sample, 'duration')
             self.results.append(dict(
                 video_id=_get(sample, 'video_id'),
+                duration=None if duration is None else float(duration),
                 segments=_np(get('segments')).reshape(-1, 2).astype(
                     np.float64),
                 scores=_np(get('scores')).reshape(-1).astype(np.float64),
@@ -127,31 +150,54 @@ class TALMetric(BaseMetric):
 
     def merge_predictions(self, results: Sequence[dict],
                           class_names: Sequence[str]) -> dict:
-        """Group by video, apply the final NMS, name the labels."""
+        """Group by video, apply the one NMS of each video (clipping to the
+        video before or after it, see ``clip``), name the labels."""
         grouped = defaultdict(list)
         for r in results:
             grouped[r['video_id']].append(r)
         merged = {}
         for vid, parts in grouped.items():
-            seg = torch.from_numpy(np.concatenate([p['segments']
-                                                   for p in parts]))
-            score = torch.from_numpy(np.concatenate([p['scores']
-                                                     for p in parts]))
-            label = torch.from_numpy(np.concatenate([p['labels']
-                                                     for p in parts]))
-            if self.nms is not None and len(score):
-                cfg = dict(max_num=self.max_per_video)
-                cfg.update(self.nms)
-                seg, score, label = segment_nms(seg, score, label, **cfg)
-            else:
-                order = torch.argsort(-score, stable=True)[:self.max_per_video]
-                seg, score, label = seg[order], score[order], label[order]
+            seg, score, label = (torch.from_numpy(np.concatenate(
+                [p[k] for p in parts])) for k in ('segments', 'scores',
+                                                  'labels'))
+            durations = [p['duration'] for p in parts
+                         if p.get('duration') is not None]
+            duration = max(durations) if durations else None
+            seg, score, label = self.merge_video(seg, score, label, duration)
             merged[str(vid)] = [
                 dict(segment=[float(s[0]), float(s[1])], score=float(c),
                      label=class_names[int(lb)])
                 for s, c, lb in zip(seg.tolist(), score.tolist(),
                                     label.tolist())]
         return merged
+
+    def merge_video(self, segments: torch.Tensor, scores: torch.Tensor,
+                    labels: torch.Tensor, duration: Optional[float] = None):
+        """The merge of one video's detections (any units; ``duration`` in
+        the same units, None: not clipped): optional rounding and clipping
+        before, the NMS (or the best ``max_per_video``), clipping after.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: segments, scores, labels, best
+            first.
+        """
+        if self.round_before_nms:
+            segments, scores = segments.round(decimals=2), \
+                scores.round(decimals=4)
+        if self.clip == 'before' and duration is not None:
+            segments = clip_segments(segments, duration)
+        if self.nms is not None and len(scores):
+            cfg = dict(max_num=self.max_per_video)
+            cfg.update(self.nms)
+            segments, scores, labels = segment_nms(segments, scores, labels,
+                                                   **cfg)
+        else:
+            order = torch.argsort(-scores, stable=True)[:self.max_per_video]
+            segments, scores, labels = (segments[order], scores[order],
+                                        labels[order])
+        if self.clip == 'after' and duration is not None:
+            segments = clip_segments(segments, duration)
+        return segments, scores, labels
 
     def ground_truth_file(self) -> str:
         """``ann_file``, else the evaluated dataset's annotation file."""

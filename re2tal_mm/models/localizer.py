@@ -80,9 +80,9 @@ class TemporalActionLocalizer(BaseModel):
     Metainfo read per sample (written by ``PackTALInputs``): ``fps``
     (default 1), ``grid_stride`` (video frames between two input steps,
     default 1), ``window_offset`` (s, default 0), optional
-    ``window_duration`` / ``duration`` (predictions are clipped to them),
     ``grid_center`` and ``valid_steps`` (unpadded input steps; default: the
-    whole input).
+    whole input). Predictions are not clipped to the window or the video:
+    the per-video merge (``TALMetric``) clips them after its NMS.
 
     Args:
         neck (dict): Temporal encoder config (e.g. ``ActionFormerNeck``).
@@ -271,14 +271,9 @@ class TemporalActionLocalizer(BaseModel):
         cls_outs, reg_outs, masks, ratio = self._forward(inputs, data_samples)
         scores, segs, valid = self.head.decode(cls_outs, reg_outs, masks)
         for i, s in enumerate(data_samples):
+            # not clipped here: the merge of the video's windows clips to
+            # the video after its NMS (TALMetric, localize_video)
             seg = self.grid(s, ratio).to_seconds(segs[i][valid[i]])
-            lo = float(s.metainfo.get('window_offset', 0.0))
-            hi = s.metainfo.get('window_duration', None)
-            hi = lo + float(hi) if hi is not None else None
-            dur = s.metainfo.get('duration', None)
-            if dur is not None:
-                hi = min(hi, float(dur)) if hi is not None else float(dur)
-            seg = seg.clamp(min=max(lo, 0.0), max=hi)
             s.pred_instances = self.post_processor(
                 scores[i][valid[i]].detach(), seg.detach(),
                 s.metainfo.get('video_id', None))

@@ -89,7 +89,8 @@ val_dataloader = dict(
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)
-val_evaluator = dict(type='TALMetric', subset='validation',
+val_evaluator = dict(type='TALMetric', subset='validation', nms=None,
+                     max_per_video=200,
                      tiou_thresholds=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
                                       0.85, 0.9, 0.95])
 test_evaluator = val_evaluator

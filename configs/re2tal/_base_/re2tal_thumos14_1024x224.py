@@ -43,10 +43,9 @@ model = dict(
               strides=(1, 2, 4, 8, 16, 32),
               regress_ranges=((0, 4), (4, 8), (8, 16), (16, 32), (32, 64),
                               (64, 10000))),
+    # no NMS per window: the metric's merge runs the one NMS of a video
     post_processor=dict(
-        type='TALPostProcessor', score_thr=0.001, pre_nms_topk=2000,
-        nms=dict(method='soft', iou_threshold=0.1, sigma=0.5,
-                 min_score=0.001, max_num=200)),
+        type='TALPostProcessor', score_thr=0.001, pre_nms_topk=2000),
     data_preprocessor=dict(type='ActionDataPreprocessor',
                            mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375],
@@ -89,7 +88,9 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)
 val_evaluator = dict(type='TALMetric', subset='test',
-                     tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7])
+                     tiou_thresholds=[0.3, 0.4, 0.5, 0.6, 0.7],
+                     nms=dict(method='soft', sigma=0.7, min_score=0.001),
+                     max_per_video=2000)
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
