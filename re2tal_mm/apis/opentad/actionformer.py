@@ -49,6 +49,16 @@ _HEAD_DEFAULTS = dict(num_convs=3, loss_normalizer=100,
                       filter_similar_gt=True)
 
 
+ROLE = 'detector'
+
+
+def owns_keys(state_dict: Mapping[str, Tensor]) -> bool:
+    """Detector keys of an ActionFormer (a head without TriDet's start /
+    end branches)."""
+    return 'rpn_head.cls_head.weight' in state_dict and \
+        'rpn_head.cls_start_head.weight' not in state_dict
+
+
 def matches(fixture: dict) -> bool:
     """Whether ``fixture`` holds an OpenTAD ``ActionFormer`` detector."""
     cfg = fixture.get('config') or {}

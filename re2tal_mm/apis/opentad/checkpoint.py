@@ -22,6 +22,8 @@ BACKBONE_PREFIX = 'backbone.model.backbone.'
 DETECTOR_PREFIXES = ('projection.', 'neck.', 'rpn_head.')
 #: recognizer-level keys that have no tensors of the backbone in them
 RECOGNIZER_PREFIXES = ('backbone.', 'model.backbone.')
+#: a recognizer's classification head: no counterpart in a localizer
+HEAD_PREFIXES = ('cls_head.', 'model.cls_head.')
 #: top-level entries of an OpenTAD checkpoint that are training state
 TRAINING_STATE = ('optimizer', 'scheduler')
 META_KEY = 're2tal_opentad'
@@ -100,8 +102,11 @@ def convert_checkpoint(checkpoint: Mapping, ema: bool = True,
     state_dict = strip_prefix(state_dict, 'module.')
     backbone, detector, other = split_state_dict(state_dict)
     bare = not backbone and not detector
-    if bare:  # a bare backbone, or a recognizer's backbone.*
-        backbone = state_dict
+    ours, dropped, used, rewiring = OrderedDict(), [], {}, None
+    if bare:  # a bare backbone, or a recognizer (backbone.*, cls_head.*)
+        dropped = [k for k in state_dict if k.startswith(HEAD_PREFIXES)]
+        backbone = {k: v for k, v in state_dict.items()
+                    if not k.startswith(HEAD_PREFIXES)}
         for prefix in RECOGNIZER_PREFIXES:
             backbone = strip_prefix(backbone, prefix)
         other = []
@@ -109,7 +114,6 @@ def convert_checkpoint(checkpoint: Mapping, ema: bool = True,
         raise UnplacedTensorError(other[0], 'localizer (neither under '
                                   f'{BACKBONE_PREFIX!r} nor a detector '
                                   f'part {DETECTOR_PREFIXES})')
-    ours, dropped, used, rewiring = OrderedDict(), [], {}, None
     if backbone:
         kind = find_kind(backbone, 'backbone')
         mapped, drop = kind.convert_state_dict(backbone)
@@ -137,5 +141,5 @@ def convert_checkpoint(checkpoint: Mapping, ema: bool = True,
     report = dict(
         taken=taken, kinds=used, mapped=len(ours), dropped=dropped,
         training_state=[k for k in checkpoint if is_container and
-                        k not in ('state_dict', 'state_dict_ema')])
+                        k not in ('state_dict', 'state_dict_ema', 'epoch')])
     return dict(meta=meta, state_dict=ours), report

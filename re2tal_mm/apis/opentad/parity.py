@@ -50,7 +50,9 @@ def tolerance_of(path: str, value: Any) -> float:
 
     Losses and loss normalisers: :data:`LOSS`; anything OpenTAD computes in
     float32 (a float32 expected tensor, NMS outputs, TriDet's decoded
-    offsets): :data:`FLOAT32`; the rest :data:`EXACT`.
+    offsets): :data:`FLOAT32`; the rest :data:`EXACT`. :func:`compare`
+    takes the first two relative to the magnitude of the expected value
+    when it is over 1.
     """
     leaf = path.rsplit('.', 1)[-1]
     if 'loss' in leaf or leaf == 'cost':
@@ -139,8 +141,9 @@ def compare(expected: Any, ours: Any, path: str = '') -> List[Row]:
     note = '' if a.shape == b.shape else \
         f'shape {tuple(b.shape)}, fixture {tuple(a.shape)}'
     diff = _diff(a, b)
-    if tol == LOSS and a.numel():
-        # float32 losses of magnitude > 1 carry a relative error
+    if tol in (LOSS, FLOAT32) and a.numel():
+        # float32 values of magnitude > 1 carry a relative error (e.g.
+        # segments decoded in float32 in strides of up to 32, in grid units)
         diff /= max(1.0, float(a.double().abs().max()))
         note = note or 'relative'
     return [Row(path, diff, tol, note)]

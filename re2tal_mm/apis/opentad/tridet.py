@@ -39,6 +39,14 @@ _HEAD_OUTS = {'cls_head': 'cls_out', 'reg_head': 'reg_out',
               'cls_end_head': 'end_branch.out'}
 
 
+ROLE = 'detector'
+
+
+def owns_keys(state_dict: Mapping[str, Tensor]) -> bool:
+    """Detector keys of a TriDet (its head has start / end branches)."""
+    return 'rpn_head.cls_start_head.weight' in state_dict
+
+
 def matches(fixture: dict) -> bool:
     """A fixture (or checkpoint config) of OpenTAD's ``TriDet``."""
     return (fixture.get('config') or {}).get('type') == 'TriDet'
