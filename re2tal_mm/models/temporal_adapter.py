@@ -14,8 +14,7 @@ the depthwise convolution ``dwconv_t`` runs along time over the whole input
 window (all clips of it, not one 16-frame clip), ``conv`` mixes the
 channels, and ``up_proj`` is zero-initialised, so a freshly inserted
 temporal adapter leaves the pretrained function unchanged (``gamma`` is
-learnable). ``form='serial'`` gives this plugin's first formula (see
-:class:`TemporalAdapter`).
+learnable).
 
 * :func:`insert_temporal_adapters` inserts them in place (new keys
   ``blocks.<i>.temporal_adapter.*``, the original keys unchanged) and
@@ -64,23 +63,13 @@ class ClipGrid(NamedTuple):
     w: int
 
 
-#: the adapter's residual formulas (``form=``), see :class:`TemporalAdapter`
-FORMS = ('adatad', 'serial')
-
-
 @MODELS.register_module()
 class TemporalAdapter(BaseModule):
-    """A temporal adapter's residual branch (the ``+ x`` is the caller's).
-
-    ``form='adatad'`` (the default, AdaTAD's published adapter, OpenTAD's
-    ``vit_adapter.Adapter``)::
+    """A temporal adapter's residual branch (the ``+ x`` is the caller's),
+    AdaTAD's published adapter (OpenTAD's ``vit_adapter.Adapter``)::
 
         a = GELU(down_proj(x))
         branch = gamma * up_proj(a + conv(dwconv_t(a)))
-
-    ``form='serial'`` (this plugin's first adapter, kept to compare)::
-
-        branch = gamma * up_proj(GELU(conv(dwconv_t(down_proj(x)))))
 
     ``dwconv_t`` is a depthwise convolution along time over the whole
     window (all clips of it, zero padding at the window's ends) and
@@ -103,22 +92,16 @@ class TemporalAdapter(BaseModule):
             Defaults to 3.
         init_gamma (float): Initial value of the learnable scale ``gamma``.
             Defaults to 1.
-        form (str): ``'adatad'`` or ``'serial'`` (above). Defaults to
-            ``'adatad'``.
     """
 
     def __init__(self, embed_dims: int, hidden_dims: Optional[int] = None,
                  reduction: int = 4, kernel_size: int = 3,
-                 init_gamma: float = 1.0, form: str = 'adatad',
-                 init_cfg=None):
+                 init_gamma: float = 1.0, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd, got {kernel_size}')
-        if form not in FORMS:
-            raise ValueError(f'TemporalAdapter form must be one of {FORMS}, '
-                             f'got {form!r}')
         hidden = hidden_dims or embed_dims // reduction
-        self.form, self.init_gamma = form, float(init_gamma)
+        self.init_gamma = float(init_gamma)
         self.down_proj = nn.Linear(embed_dims, hidden)
         self.dwconv = nn.Conv1d(hidden, hidden, kernel_size,
                                 padding=kernel_size // 2, groups=hidden)
@@ -165,13 +148,10 @@ class TemporalAdapter(BaseModule):
                 'TemporalAdapter has no ClipGrid: the backbone must set it '
                 'per forward (ClipBatchedViT does; else call '
                 'set_temporal_context(vit, ClipGrid(...)) first)')
-        if self.form == 'adatad':
-            a = self.act(self.down_proj(x))
-            z = a + self.temporal(grid, a)
-        else:
-            z = self.act(self.temporal(grid, self.down_proj(x)))
+        a = self.act(self.down_proj(x))
         # gamma folded into the up-projection: one output of x's size
-        return F.linear(z, self.up_proj.weight * self.gamma,
+        return F.linear(a + self.temporal(grid, a),
+                        self.up_proj.weight * self.gamma,
                         self.up_proj.bias * self.gamma)
 
     def forward(self, x: Tensor, grid: Optional[ClipGrid] = None) -> Tensor:
@@ -179,7 +159,7 @@ class TemporalAdapter(BaseModule):
         return x + self.residual(grid or self.context, x)
 
     def extra_repr(self) -> str:
-        return f'form={self.form!r}, context={self.context}'
+        return f'context={self.context}'
 
 
 class ClipViTBlock(Block):

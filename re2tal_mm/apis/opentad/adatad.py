@@ -4,7 +4,7 @@ OpenTAD's VideoMAE ViT with temporal adapters
 (``opentad/models/backbones/vit_adapter.py``) is our
 :class:`~re2tal_mm.models.ClipBatchedViT` (MMAction2's
 ``VisionTransformer``, ``return_feat_map=True``) with a
-:class:`~re2tal_mm.models.TemporalAdapter` (``form='adatad'``, our default)
+:class:`~re2tal_mm.models.TemporalAdapter` (AdaTAD's formula is ours)
 after each block of ``adapter_index``: the ViT keys are MMAction2's, an
 adapter's ``blocks.<i>.adapter.*`` is our ``blocks.<i>.temporal_adapter.*``,
 tensors unchanged (49 of 49 in the fixture, the unused ``fc_norm``
@@ -124,7 +124,7 @@ def model_cfg(constructor: dict) -> dict:
         adapter_blocks=list(c['adapter_index']),
         temporal_adapter=dict(
             hidden_dims=int(c['embed_dims'] * c['adapter_mlp_ratio']),
-            kernel_size=3, form='adatad'))
+            kernel_size=3))
     return dict(backbone=backbone, rewire=None,
                 feat_len=int(c['total_frames']))
 
