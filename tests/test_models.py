@@ -326,6 +326,59 @@ def test_two_pathway_outputs_are_pooled_aligned_and_concatenated():
     assert torch.allclose(out[:, 8:], fast.mean((-2, -1)))
 
 
+def test_each_pathway_is_resampled_once_to_feat_len():
+    """With a detector length, each output goes straight to it (as OpenTAD
+    interpolates each pathway); resampling the slow pathway to the fast
+    one's length first, then to feat_len, is another function where the
+    lengths are not multiples of each other (equal, to rounding, where
+    they are: 256 and 1024 to 512)."""
+    import torch.nn.functional as F
+
+    from re2tal_mm.models.pooling import pool_backbone_outputs
+    slow, fast = torch.randn(2, 8, 3, 3, 3), torch.randn(2, 4, 16, 3, 3)
+    out = pool_backbone_outputs((slow, fast), 2, length=8)
+    once = [F.interpolate(o.mean((-2, -1)), size=8, mode='linear',
+                          align_corners=False) for o in (slow, fast)]
+    assert torch.equal(out, torch.cat(once, 1))
+    twice = F.interpolate(F.interpolate(slow.mean((-2, -1)), size=16,
+                                        mode='linear', align_corners=False),
+                          size=8, mode='linear', align_corners=False)
+    assert (twice - once[0]).abs().max() > 1e-3
+    model = _video_model(feat_len=8)
+    model._backbone = lambda frames: (slow, fast)
+    assert torch.equal(model.run_backbone(torch.zeros(2, 3, 16, 4, 4)), out)
+
+
+def test_frozen_backbone_norms():
+    """Every backbone norm layer stays in eval mode and out of training;
+    the rest trains as usual."""
+    from re2tal_mm.models.localizer import NORM_LAYERS
+    model = _video_model(frozen_backbone_norms=True)
+    norms = [m for m in model.backbone.modules()
+             if isinstance(m, NORM_LAYERS)]
+    assert norms and all(not p.requires_grad for m in norms
+                         for p in m.parameters())
+    model.train()
+    assert all(not m.training for m in norms)
+    assert model.neck.training and model.backbone.training
+    data = model.data_preprocessor(_video_batch(), True)
+    sum(model(**data, mode='loss').values()).backward()
+    assert all(p.grad is None for m in norms for p in m.parameters())
+    assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    plain = _video_model()
+    plain.train()
+    assert all(m.training for m in plain.backbone.modules()
+               if isinstance(m, NORM_LAYERS))
+    with pytest.raises(ValueError, match='needs a backbone'):
+        MODELS.build(dict(
+            type='TemporalActionLocalizer', frozen_backbone_norms=True,
+            neck=dict(type='ActionFormerNeck', in_channels=6, embed_dims=8,
+                      num_levels=1, num_heads=1, window_size=3),
+            head=dict(type='ActionFormerHead', num_classes=2, in_channels=8,
+                      feat_channels=8, strides=(1, ),
+                      regress_ranges=((0, 1e4), ))))
+
+
 @pytest.mark.parametrize('pool', ['avg', 'max', 'avgmax'])
 def test_spatial_pool_options(pool):
     model = _video_model(in_channels=96 if pool == 'avgmax' else 48,

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from re2tal_mm.datasets.feature_manifest import MANIFEST_FORMAT
+from re2tal_mm.models.pooling import SPATIAL_POOLS, pool_backbone_outputs
 
 #: The grid formula, written into every entry for the reader's benefit.
 GRID_FORMULA = 'time of feature i = (i + center) * feature_stride / fps s'
@@ -47,9 +48,9 @@ SHORT_SHA = 8
 class BackboneFeatures(nn.Module):
     """A backbone and the spatial pooling of the localizer.
 
-    Pooling is :meth:`TemporalActionLocalizer._pool` itself (the same code),
-    so features extracted here are what a localizer with the same backbone
-    and ``spatial_pool`` computes before its neck.
+    Pooling is :func:`~re2tal_mm.models.pooling.pool_backbone_outputs`, as
+    in the localizer, so features extracted here are what a localizer with
+    the same backbone and ``spatial_pool`` computes before its neck.
 
     Args:
         backbone (nn.Module): An MMAction2 backbone.
@@ -71,7 +72,6 @@ class BackboneFeatures(nn.Module):
                  mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None,
                  to_rgb: bool = False) -> None:
-        from re2tal_mm.models.localizer import SPATIAL_POOLS
         super().__init__()
         if spatial_pool not in SPATIAL_POOLS:
             raise ValueError(f'spatial_pool must be one of {SPATIAL_POOLS}, '
@@ -89,14 +89,6 @@ class BackboneFeatures(nn.Module):
             'std', None if std is None else
             torch.tensor(std, dtype=torch.float32).view(-1), False)
         self.info: dict = {}
-
-    def _pool_space(self, x):
-        from re2tal_mm.models.localizer import TemporalActionLocalizer
-        return TemporalActionLocalizer._pool_space(self, x)
-
-    def _pool(self, out, batch):
-        from re2tal_mm.models.localizer import TemporalActionLocalizer
-        return TemporalActionLocalizer._pool(self, out, batch)
 
     def preprocess(self, clips: torch.Tensor) -> torch.Tensor:
         """``(B, T, H, W, 3)`` uint8 RGB clips to normalized
@@ -119,7 +111,8 @@ class BackboneFeatures(nn.Module):
         x = inputs
         if self.frames_as_batch:
             x = x.transpose(1, 2).flatten(0, 1)
-        return self._pool(self.backbone(x), inputs.shape[0])
+        return pool_backbone_outputs(self.backbone(x), inputs.shape[0],
+                                     self.spatial_pool, self.frames_as_batch)
 
 
 def file_sha256(path: str, digits: Optional[int] = SHORT_SHA) -> str:

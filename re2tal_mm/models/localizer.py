@@ -5,13 +5,16 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
+from torch import nn
 
 from re2tal_mm.rewiring import apply_rewiring
 from re2tal_mm.structures import TemporalGrid
 
 from mmaction.registry import MODELS
+from .pooling import SPATIAL_POOLS, pool_backbone_outputs
 
-SPATIAL_POOLS = ('avg', 'max', 'avgmax')
+#: the normalization layers ``frozen_backbone_norms`` freezes
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
 def _meta(sample, key, default=None):
@@ -116,6 +119,13 @@ class TemporalActionLocalizer(BaseModel):
             ``'avg'`` (the paper's choice), ``'max'`` (small actors in a large
             frame) or ``'avgmax'`` (both, concatenated along channels: the
             neck's ``in_channels`` doubles). Defaults to ``'avg'``.
+        frozen_backbone_norms (bool): Keep every normalization layer of the
+            backbone (BatchNorm, LayerNorm, GroupNorm) in eval mode and its
+            affine parameters out of training (``requires_grad=False``), as
+            OpenTAD's end-to-end recipes do (their ``norm_eval=True``).
+            MMAction2's own ``norm_eval`` of a backbone only sets BatchNorm
+            to eval mode and keeps training its parameters. Defaults to
+            False.
         grid_center (float): Default grid centre (see ``TemporalGrid``) when a
             sample has no ``grid_center``. Defaults to 0.
         pad_divisor (int, optional): Detector length is padded to a multiple
@@ -132,6 +142,7 @@ class TemporalActionLocalizer(BaseModel):
                  backbone_frames_per_call: Optional[int] = None,
                  split_calls_in_training: bool = False,
                  frames_as_batch: bool = False, spatial_pool: str = 'avg',
+                 frozen_backbone_norms: bool = False,
                  grid_center: float = 0., pad_divisor: Optional[int] = None,
                  init_cfg: Optional[dict] = None):
         if spatial_pool not in SPATIAL_POOLS:
@@ -151,6 +162,14 @@ class TemporalActionLocalizer(BaseModel):
                 raise ValueError('rewire= needs a backbone; a feature-mode '
                                  'localizer has nothing to rewire')
             apply_rewiring(self.backbone, dict(rewire))
+        self.frozen_backbone_norms = frozen_backbone_norms
+        if frozen_backbone_norms:
+            if self.backbone is None:
+                raise ValueError('frozen_backbone_norms=True needs a '
+                                 'backbone; a feature-mode localizer has '
+                                 'none')
+            for norm in self.backbone_norms():
+                norm.requires_grad_(False)
         self.register_load_state_dict_pre_hook(report_backbone_loading)
         self.neck, self.head = MODELS.build(neck), MODELS.build(head)
         self.post_processor = MODELS.build(post_processor or
@@ -163,40 +182,33 @@ class TemporalActionLocalizer(BaseModel):
         self.grid_center = grid_center
         self.pad_divisor = pad_divisor or max(self.head.strides)
 
-    # ----------------------------------------------------------- features
-    def _pool_space(self, x):
-        """(B, C, T, H, W) to (B, C, T) (``(B, 2C, T)`` for ``'avgmax'``)."""
-        if self.spatial_pool == 'avg':
-            return x.mean((-2, -1))
-        peak = x.amax((-2, -1))
-        if self.spatial_pool == 'max':
-            return peak
-        return torch.cat([x.mean((-2, -1)), peak], 1)
+    def backbone_norms(self):
+        """The backbone's normalization layers (:data:`NORM_LAYERS`)."""
+        return [m for m in self.backbone.modules()
+                if isinstance(m, NORM_LAYERS)]
 
-    def _pool(self, out, batch):
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        if self.frames_as_batch:  # (B*T, C, H, W) -> (B, C, T, H, W)
-            outs = [o.reshape(batch, -1, *o.shape[1:]).transpose(1, 2)
-                    for o in outs]
-        for o in outs:
-            if o.ndim not in (3, 5):
-                raise ValueError(
-                    f'backbone output of shape {tuple(o.shape)} has no time '
-                    'axis; expected (B, C, T, H, W) or (B, C, T) (e.g. a '
-                    'ViT needs return_feat_map=True, a 2D ResNet '
-                    'frames_as_batch=True)')
-        outs = [self._pool_space(o) if o.ndim == 5 else o for o in outs]
-        T = max(o.shape[-1] for o in outs)
-        outs = [o if o.shape[-1] == T else F.interpolate(
-            o, size=T, mode='linear', align_corners=False) for o in outs]
-        return torch.cat(outs, 1)
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``; frozen backbone norms stay in eval
+        mode."""
+        super().train(mode)
+        if mode and self.frozen_backbone_norms:
+            for norm in self.backbone_norms():
+                norm.eval()
+        return self
+
+    # ----------------------------------------------------------- features
+    def _pool(self, out, batch, length=None):
+        return pool_backbone_outputs(out, batch, self.spatial_pool,
+                                     self.frames_as_batch, length)
 
     def run_backbone(self, frames):
         """(B, C, T, H, W) frames to (B, C', T') spatially pooled features."""
         n = self.frames_per_call if (not self.training or
                                      self.split_calls_in_training) else None
         if n is None or frames.shape[2] <= n:
-            return self._pool(self._backbone(frames), frames.shape[0])
+            # every output straight to feat_len (one resampling, not two)
+            return self._pool(self._backbone(frames), frames.shape[0],
+                              self.feat_len)
         return torch.cat([self._pool(self._backbone(c), frames.shape[0])
                           for c in frames.split(n, dim=2)], -1)
 
