@@ -45,9 +45,6 @@ def parse_args():
     parser.add_argument('--finetune-epochs', type=int, default=10)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                         choices=list(VARIANTS))
-    parser.add_argument('--adapter-form', default='adatad',
-                        choices=['adatad', 'serial'],
-                        help="the TemporalAdapter's formula (form=)")
     return parser.parse_args()
 
 
@@ -60,8 +57,7 @@ def make_cfg(args, name, epochs, adapters, rewire, load_from=None):
         type='ClipBatchedViT', img_size=64, patch_size=8, embed_dims=EMBED,
         depth=4, num_heads=3, mlp_ratio=4, qkv_bias=True, num_frames=8,
         tubelet_size=2, drop_path_rate=0.1, use_mean_pooling=False,
-        temporal_adapter=dict(reduction=4, kernel_size=3,
-                              form=args.adapter_form) if adapters
+        temporal_adapter=dict(reduction=4, kernel_size=3) if adapters
         else None)
     cfg.model.rewire = rewire
     cfg.model.neck.in_channels = EMBED
