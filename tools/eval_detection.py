@@ -12,6 +12,16 @@ Examples::
         --thumos-thresholds
     python tools/eval_detection.py thumos_gt.json results.json \\
         --protocol thumos14
+    python tools/eval_detection.py EPIC_100_validation.csv results.json \\
+        --protocol epic-kitchens-100 --task verb
+
+``--protocol epic-kitchens-100`` is the challenge's evaluator
+(``evaluate_detection_json_ek100.py`` of epic-kitchens/C2-Action-Detection):
+the ground truth is its CSV (or a JSON of
+``tools/data/convert_epic_kitchens.py``), the results are in its submission
+format (``results``: video -> entries with ``segment``, ``verb``, ``noun``,
+``action`` as ``"verb,noun"``, ``score``), and ``--task`` picks the label
+scored (``verb``, ``noun`` or ``action`` = verb * 300 + noun).
 
 A results file that cannot be scored right is not given a number quietly:
 
@@ -35,13 +45,17 @@ from typing import Iterable, List, Mapping, Optional
 
 from re2tal_mm.datasets.annotations import (clean_segments,
                                             load_activitynet_json, load_json)
+from re2tal_mm.datasets.epic_kitchens import (NUM_NOUNS, TASKS,
+                                              epic_predictions,
+                                              load_epic_ground_truth)
 from re2tal_mm.evaluation.functional import (PROTOCOLS, THUMOS_TIOU_THRESHOLDS,
                                              default_tiou_thresholds,
                                              evaluate_detection,
                                              format_ap_table, name_some)
 
 PREFIX = 'v_'  # ActivityNet ids are YouTube ids, files are v_<id>.mp4
-DEFAULT_SUBSET = dict(activitynet='validation', thumos14='test')
+DEFAULT_SUBSET = dict(thumos14='test')  # others: validation
+EPIC = 'epic-kitchens-100'
 
 
 def _fmt(thresholds):
@@ -61,12 +75,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'evaluator, or THUMOS-14\'s TH14evalDet (ambiguous '
                         'regions spare false positives, ground-truth-first '
                         'matching with overlap > t, AP summed at true '
-                        'positives) (default: activitynet)')
+                        'positives), or a dataset\'s (ActivityNet\'s '
+                        'rules with its thresholds; epic-kitchens-100: the '
+                        'challenge\'s CSV and submission format) (default: '
+                        'activitynet)')
+    parser.add_argument('--task', choices=TASKS,
+                        help='with --protocol epic-kitchens-100 (required '
+                        'there): the label scored (default: none)')
+    parser.add_argument('--num-nouns', type=int, default=NUM_NOUNS,
+                        help='with --protocol epic-kitchens-100: action id = '
+                        'verb * NUM_NOUNS + noun (default: %(default)s)')
     parser.add_argument('--subset', default=None,
                         help='subset of the ground truth to evaluate, "all" '
-                        'for every video (default: validation with '
-                        '--protocol activitynet, test with --protocol '
-                        'thumos14)')
+                        'for every video (default: validation; test with '
+                        '--protocol thumos14, all for an EPIC-Kitchens '
+                        'CSV)')
     thr = parser.add_mutually_exclusive_group()
     thr.add_argument('--tiou-thresholds', type=float, nargs='+',
                      metavar='T', default=None,
@@ -157,14 +180,24 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Run the evaluation; returns the result of ``evaluate_detection``."""
     args = parse_args(argv)
     start = time.perf_counter()
-    subset = args.subset or DEFAULT_SUBSET[args.protocol]
+    epic = args.protocol == EPIC
+    if epic != (args.task is not None):
+        raise SystemExit('error: --task (verb, noun or action) goes with '
+                         '--protocol epic-kitchens-100, and only with it')
+    subset = args.subset or DEFAULT_SUBSET.get(args.protocol) or (
+        'all' if epic and args.gt_json.endswith('.csv') else 'validation')
     thresholds = args.tiou_thresholds or (
         THUMOS_TIOU_THRESHOLDS if args.thumos_thresholds else
         default_tiou_thresholds(args.protocol))
     warn = _StderrLogger.warning
-    database = load_activitynet_json(args.gt_json, clip=False)
     results = _rename(_load_results(args.pred_json), args.strip_prefix,
                       args.add_prefix)
+    if epic:
+        database = load_epic_ground_truth(args.gt_json, args.task,
+                                          args.num_nouns)
+        results = epic_predictions(results, args.task, args.num_nouns)
+    else:
+        database = load_activitynet_json(args.gt_json, clip=False)
     gt = database if subset == 'all' else OrderedDict(
         (v, info) for v, info in database.items()
         if info.get('subset') == subset)
@@ -205,15 +238,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                 warn_unseen_videos=False)
     elapsed = time.perf_counter() - start
     print(format_ap_table(result))
+    task = f', task {args.task}' if epic else ''
     print(f'average mAP: {100 * result["average_mAP"]:.2f} '
-          f'({args.protocol} protocol, subset {subset!r}: {len(gt)} videos, '
-          f'{len(inside)} with predictions; evaluated in {elapsed:.3f} s)')
+          f'({args.protocol} protocol{task}, subset {subset!r}: '
+          f'{len(gt)} videos, {len(inside)} with predictions; evaluated '
+          f'in {elapsed:.3f} s)')
     if args.out:
         keys = ('tiou_thresholds', 'mAP', 'average_mAP', 'per_class_AP',
                 'protocol')
         with open(args.out, 'w') as f:
             json.dump(dict({k: result[k] for k in keys}, subset=subset,
-                           clip_gt=args.clip_gt), f, indent=1)
+                           clip_gt=args.clip_gt,
+                           **(dict(task=args.task) if epic else {})), f,
+                      indent=1)
     return result
 
 

@@ -72,6 +72,16 @@ thresholds 0.1:0.1:0.5, an 11-point interpolated AP, and tied scores ranked
 true positives first). Papers report 0.3:0.1:0.7
 (:data:`THUMOS_TIOU_THRESHOLDS`).
 
+``protocol='epic-kitchens-100'``, ``'ego4d-mq'``, ``'charades'``,
+``'multithumos'``: ActivityNet's rules above with the dataset's thresholds
+(:data:`DATASET_TIOU_THRESHOLDS`). EPIC-Kitchens-100's challenge evaluator
+(``EvaluationCode/evaluate_detection_json_ek100.py`` of
+github.com/epic-kitchens/C2-Action-Detection, newest version) is
+ANETdetection with classes = the ground truth's labels of the task and the
+predictions of other labels removed first, which is what is done here for
+every protocol; its inputs (the challenge's CSV and submission format) are
+read by :mod:`re2tal_mm.datasets.epic_kitchens`.
+
 Matching is independent between (video, class) groups, so the k-th
 prediction (ActivityNet) or ground truth (THUMOS-14) of every group is
 processed at once: the loops run over ranks within a group.
@@ -86,15 +96,29 @@ import numpy as np
 #: value is 0.8999999999999999, which a tIoU of that double meets)
 ANET_TIOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10).tolist())
 THUMOS_TIOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-PROTOCOLS = ('activitynet', 'thumos14')
+#: the datasets scored with the ActivityNet evaluator's rules (its matching
+#: and interpolated AP), each with its own thresholds: EPIC-Kitchens-100's
+#: challenge evaluator (``evaluate_detection_json_ek100.py``, adapted from
+#: ANETdetection, ``np.linspace(0.1, 0.5, 5)``), Ego4D Moment Queries'
+#: (0.1:0.1:0.5, with Recall@kx: :mod:`.recall`), and the mAP OpenTAD
+#: reports for Charades and MultiTHUMOS (0.1:0.1:0.9)
+DATASET_TIOU_THRESHOLDS = {
+    'epic-kitchens-100': tuple(np.linspace(0.1, 0.5, 5).tolist()),
+    'ego4d-mq': tuple(np.linspace(0.1, 0.5, 5).tolist()),
+    'charades': (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    'multithumos': (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+}
+PROTOCOLS = ('activitynet', 'thumos14') + tuple(DATASET_TIOU_THRESHOLDS)
 #: how many labels / videos a warning names
 MAX_NAMES = 5
 
 
 def default_tiou_thresholds(protocol: str = 'activitynet') -> tuple:
     """The usual thresholds of a protocol (ActivityNet: 0.5:0.05:0.95,
-    THUMOS-14: 0.3:0.1:0.7)."""
+    THUMOS-14: 0.3:0.1:0.7, the others: :data:`DATASET_TIOU_THRESHOLDS`)."""
     _check_protocol(protocol)
+    if protocol in DATASET_TIOU_THRESHOLDS:
+        return DATASET_TIOU_THRESHOLDS[protocol]
     return (ANET_TIOU_THRESHOLDS if protocol == 'activitynet' else
             THUMOS_TIOU_THRESHOLDS)
 
@@ -274,7 +298,7 @@ def _ambiguous_hits(ground_truth, vid_index, p_vid, p_seg):
 
 def evaluate_detection(ground_truth: Mapping[str, dict],
                        predictions: Mapping[str, Sequence[dict]],
-                       tiou_thresholds: Sequence[float] = ANET_TIOU_THRESHOLDS,
+                       tiou_thresholds: Optional[Sequence[float]] = None,
                        *,
                        protocol: str = 'activitynet',
                        logger: Optional[Any] = None,
@@ -296,13 +320,15 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
             ground-truth class are dropped (named in a warning; the official
             ActivityNet code stops with a ``KeyError`` there, THUMOS-14's
             drops them with a warning).
-        tiou_thresholds (Sequence[float]): tIoU thresholds. Defaults to
-            0.5:0.05:0.95 (for THUMOS-14, pass
-            :data:`THUMOS_TIOU_THRESHOLDS`).
+        tiou_thresholds (Sequence[float] | None): tIoU thresholds.
+            Defaults to None: the protocol's own
+            (:func:`default_tiou_thresholds`).
         protocol (str): ``'activitynet'`` (the official ActivityNet
-            evaluator) or ``'thumos14'`` (THUMOS-14's TH14evalDet: ambiguous
+            evaluator), ``'thumos14'`` (THUMOS-14's TH14evalDet: ambiguous
             regions, ground-truth-first matching with overlap > t, AP summed
-            at true positives). Defaults to ``'activitynet'``.
+            at true positives), or a dataset of
+            :data:`DATASET_TIOU_THRESHOLDS` (ActivityNet's rules; only the
+            default thresholds differ). Defaults to ``'activitynet'``.
         logger (logging.Logger | None): Where warnings go (``warning()``);
             ``warnings.warn`` if None. Defaults to None.
         warn_unseen_videos (bool): Warn about predicted videos that are not
@@ -317,6 +343,8 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
         ``num_ambiguous_removed`` (list per threshold).
     """
     _check_protocol(protocol)
+    if tiou_thresholds is None:
+        tiou_thresholds = default_tiou_thresholds(protocol)
     thr = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
     classes = sorted({a['label'] for v in ground_truth.values()
                       for a in v.get('annotations', [])})
@@ -379,13 +407,13 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
     keys, inverse = np.unique(np.concatenate([g_key, p_key]),
                               return_inverse=True)
     g_group, p_group = inverse[:len(g_key)], inverse[len(g_key):]
-    match = (_match_activitynet if protocol == 'activitynet' else
-             _match_thumos14)
+    match = (_match_thumos14 if protocol == 'thumos14' else
+             _match_activitynet)
     tp = match(g_group, g_seg, p_group, p_seg, len(keys), thr)
 
     ap = np.zeros((len(classes), len(thr)))
     extra = {}
-    if protocol == 'activitynet':
+    if protocol != 'thumos14':
         bounds = np.searchsorted(p_cls, np.arange(len(classes) + 1))
         for c in range(len(classes)):
             tps = tp[:, bounds[c]:bounds[c + 1]]

@@ -65,7 +65,13 @@ class TALMetric(BaseMetric):
             evaluator) or ``'thumos14'`` (THUMOS-14's TH14evalDet: detections
             overlapping the ``ambiguous`` regions of the ground truth are not
             false positives, ground-truth-first matching with overlap > t,
-            AP summed at true positives). Defaults to ``'activitynet'``.
+            AP summed at true positives), or a dataset's:
+            ``'epic-kitchens-100'`` (the challenge's evaluator on a JSON of
+            ``tools/data/convert_epic_kitchens.py``), ``'ego4d-mq'``,
+            ``'charades'``, ``'multithumos'`` (ActivityNet's rules with
+            their thresholds, see
+            :data:`~re2tal_mm.evaluation.functional.DATASET_TIOU_THRESHOLDS`).
+            Defaults to ``'activitynet'``.
         clip_ground_truth (bool): Clip the ground truth to the video and drop
             empty segments before evaluating, as older versions of this
             metric did. A deliberate difference from the official
