@@ -52,6 +52,8 @@ from re2tal_mm.evaluation.functional import (PROTOCOLS, THUMOS_TIOU_THRESHOLDS,
                                              default_tiou_thresholds,
                                              evaluate_detection,
                                              format_ap_table, name_some)
+from re2tal_mm.evaluation.recall import (EGO4D_TOP_K, recall_metrics,
+                                         topkx_recall)
 
 PREFIX = 'v_'  # ActivityNet ids are YouTube ids, files are v_<id>.mp4
 DEFAULT_SUBSET = dict(thumos14='test')  # others: validation
@@ -102,6 +104,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      help='use THUMOS-14\'s usual thresholds '
                      f'{_fmt(THUMOS_TIOU_THRESHOLDS)} (with either '
                      'protocol) (default: off)')
+    parser.add_argument('--recall-top-k', type=int, nargs='*',
+                        metavar='K', help='also Recall@kx for these k (none '
+                        'given: none) (default: 1 5 with --protocol ego4d-mq, '
+                        'none otherwise)')
     parser.add_argument('--strip-prefix', metavar='PREFIX',
                         help='strip PREFIX from the result video ids, e.g. '
                         f'"{PREFIX}" for ActivityNet results keyed by file '
@@ -236,8 +242,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                 protocol=args.protocol,
                                 logger=_StderrLogger,
                                 warn_unseen_videos=False)
+    top_k = (EGO4D_TOP_K if args.protocol == 'ego4d-mq' else ()) \
+        if args.recall_top_k is None else args.recall_top_k
+    if top_k:
+        result['recall'] = recall_metrics(topkx_recall(gt, results,
+                                                       thresholds, top_k))
     elapsed = time.perf_counter() - start
     print(format_ap_table(result))
+    for name, value in result.get('recall', {}).items():
+        print(f'{name}: {100 * value:.2f}')
     task = f', task {args.task}' if epic else ''
     print(f'average mAP: {100 * result["average_mAP"]:.2f} '
           f'({args.protocol} protocol{task}, subset {subset!r}: '
@@ -249,7 +262,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         with open(args.out, 'w') as f:
             json.dump(dict({k: result[k] for k in keys}, subset=subset,
                            clip_gt=args.clip_gt,
-                           **(dict(task=args.task) if epic else {})), f,
+                           **(dict(task=args.task) if epic else {}),
+                           **({'recall': result['recall']} if top_k else {})),
+                      f,
                       indent=1)
     return result
 

@@ -16,6 +16,7 @@ from re2tal_mm.structures import clip_segments, segment_nms
 from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
                          format_ap_table, name_some)
+from .recall import EGO4D_TOP_K, recall_metrics, topkx_recall
 
 
 def _np(x):
@@ -98,6 +99,11 @@ class TALMetric(BaseMetric):
             ``dataset_meta['classes']``, else the sorted ground-truth labels.
         out_file (str | None): Dump the merged predictions here as an
             ActivityNet submission JSON.
+        recall_top_k (Sequence[int] | None): The k of Recall@kx
+            (:func:`~re2tal_mm.evaluation.recall.topkx_recall`) reported
+            beside the mAP at each threshold, as ``recall@0.50@1x``; ``()``
+            for none. Defaults to None: (1, 5) with ``protocol='ego4d-mq'``,
+            none otherwise.
         print_per_class (bool): Log the per-class AP table.
         collect_device (str): Device to collect results on.
         prefix (str | None): Metric name prefix.
@@ -119,7 +125,8 @@ class TALMetric(BaseMetric):
                  protocol: str = 'activitynet',
                  clip_ground_truth: bool = False,
                  clip: Optional[str] = 'after',
-                 round_before_nms: bool = False) -> None:
+                 round_before_nms: bool = False,
+                 recall_top_k: Optional[Sequence[int]] = None) -> None:
         if clip not in ('after', 'before', None):
             raise ValueError("TALMetric clip must be 'after', 'before' or "
                              f'None, got {clip!r}')
@@ -133,6 +140,9 @@ class TALMetric(BaseMetric):
             default_tiou_thresholds(protocol) if tiou_thresholds is None
             else tiou_thresholds)
         self.clip_ground_truth = clip_ground_truth
+        self.recall_top_k = tuple(
+            (EGO4D_TOP_K if protocol == 'ego4d-mq' else ())
+            if recall_top_k is None else recall_top_k)
         self.nms = nms
         self.max_per_video = max_per_video
         self.class_names = class_names
@@ -284,4 +294,11 @@ class TALMetric(BaseMetric):
         metrics = {f'mAP@{t:.2f}': m
                    for t, m in zip(res['tiou_thresholds'], res['mAP'])}
         metrics['average_mAP'] = res['average_mAP']
+        if self.recall_top_k:
+            rec = recall_metrics(topkx_recall(gt, scored,
+                                              self.tiou_thresholds,
+                                              self.recall_top_k))
+            logger.info('Recall@kx: ' + ', '.join(
+                f'{k} {100 * v:.2f}' for k, v in rec.items()))
+            metrics.update(rec)
         return metrics
