@@ -173,14 +173,13 @@ def record_decoder(monkeypatch, backend):
 def test_decoder_is_asked_for_one_window_at_a_time(model, long_video,
                                                    monkeypatch, backend):
     from re2tal_mm.apis import localize_video
-    from re2tal_mm.datasets.tal_dataset import sliding_window_offsets
+    from re2tal_mm.datasets import window_starts
     calls = record_decoder(monkeypatch, backend)
     result = localize_video(model, long_video, progress=False,
                             backends=(backend, ))
     assert result['duration'] == LONG_FRAMES / LONG_FPS
     num_steps, stride = 64, 2  # the demo config: 64 frames at 5 fps
-    windows = sliding_window_offsets(60.0, num_steps * stride / LONG_FPS,
-                                     0.5)
+    windows = window_starts(LONG_FRAMES // stride, num_steps, 0.5)
     assert len(windows) > 5
     assert calls['opened'] == 1  # opened once, for all windows
     # decord is asked in calls of TALVideoDecode's frames_per_call (16)

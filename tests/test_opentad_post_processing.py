@@ -182,7 +182,7 @@ def test_test_windows_on_the_frame_grid(fps):
     duration = total_frames / fps
     sample = TALWindowSample(num_steps=1024, frame_stride=2, test_mode=True)
     starts = []
-    for win in sliding_windows(duration, 1024 * 2 / 30, 0.5):
+    for win in sliding_windows(math.ceil(total_frames / 2), 1024, 0.5):
         res = sample(dict(win, total_frames=total_frames, avg_fps=fps,
                           duration=duration, test_mode=True,
                           gt_segments=np.zeros((0, 2), np.float32),

@@ -1,7 +1,7 @@
 """Localize actions in one video file with a trained TAL model.
 
 Reuses the pieces of a sliding-window test: the config's test pipeline, the
-window offsets of :class:`TALDataset` (:func:`sliding_windows`) and the
+windows of :class:`TALDataset` (:func:`video_windows`) and the
 per-video merge of :class:`TALMetric` (:meth:`TALMetric.merge_predictions`),
 so a video localized here goes through the same code as ``mim test``.
 """
@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
-from re2tal_mm.datasets.tal_dataset import sliding_windows
+from re2tal_mm.datasets.windows import video_windows
 
 
 def _classes_of(cfg):
@@ -152,13 +152,28 @@ def _probe(path: str, head=None) -> dict:
     return res
 
 
-def _window_entries(entry: dict, window_duration: Optional[float],
-                    overlap: float) -> list:
-    """The samples :class:`TALDataset` makes of ``entry`` in test mode."""
-    if not window_duration:
-        return [entry]
-    return [dict(entry, **win) for win in sliding_windows(
-        entry['duration'], window_duration, overlap)]
+def _window_options(ds_cfg, sliding_window: Optional[bool],
+                    window_duration: Optional[float],
+                    window_overlap: Optional[float],
+                    window_count: Optional[str]) -> tuple:
+    """``(sliding, overlap, count)``: the arguments, else the test
+    dataset's (as :class:`TALDataset` reads them)."""
+    if window_duration is not None:
+        MMLogger.get_current_instance().warning(
+            'localize_video(window_duration=...) is deprecated and its '
+            'value is not used: the windows are the test pipeline\'s '
+            'TALWindowSample windows on the video\'s own frame grid; pass '
+            'sliding_window=True instead')
+    sliding = sliding_window
+    if sliding is None:
+        sliding = bool(window_duration) if window_duration is not None \
+            else ds_cfg.get('sliding_window')
+    if sliding is None:
+        sliding = bool(ds_cfg.get('window_duration'))
+    overlap = window_overlap if window_overlap is not None else \
+        ds_cfg.get('window_overlap', 0.25)
+    count = window_count or ds_cfg.get('window_count', 'cover')
+    return bool(sliding), overlap, count
 
 
 def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
@@ -198,14 +213,20 @@ def localize_video(model: torch.nn.Module, video_path: str,
                    nms: Optional[dict] = None,
                    max_per_video: Optional[int] = None,
                    progress: bool = True,
-                   backends: Optional[Sequence[str]] = None) -> dict:
+                   backends: Optional[Sequence[str]] = None,
+                   sliding_window: Optional[bool] = None,
+                   window_count: Optional[str] = None) -> dict:
     """Localize actions in ``video_path``, one sliding window at a time.
 
     The video is opened once for its metadata (duration and frame rate from
     the container, no frame decoded); each window of the test dataset's
     sliding-window layout then goes through the rest of the config's test
     pipeline, which decodes only that window's frames, so memory does not
-    grow with the video's length. Windows are merged by
+    grow with the video's length. The windows are those
+    ``TALDataset`` makes of the video in ``mim test``
+    (:func:`~re2tal_mm.datasets.windows.video_windows`: the test pipeline's
+    ``TALWindowSample`` windows on the video's own frame grid, from the
+    frame count and fps of its header); they are merged by
     :meth:`TALMetric.merge_predictions`, as in ``mim test``.
 
     Args:
@@ -213,8 +234,9 @@ def localize_video(model: torch.nn.Module, video_path: str,
         video_path (str): Video file.
         score_thr (float): Keep detections scoring at least this.
             Defaults to 0.0.
-        window_duration (float, optional): Window length (s). Defaults to
-            None (the test dataset's ``window_duration``).
+        window_duration (float, optional): Deprecated: set, as
+            ``sliding_window=True`` (unless that is given), with a warning;
+            its value is not used. Defaults to None.
         window_overlap (float, optional): Overlap ratio of windows.
             Defaults to None (the test dataset's, else 0.25).
         nms (dict, optional): NMS of the merge. Defaults to None (the test
@@ -226,6 +248,12 @@ def localize_video(model: torch.nn.Module, video_path: str,
         backends (Sequence[str], optional): Decoding backends of the
             pipeline's ``TALVideoInit``, e.g. ``('pyav', )``. Defaults to
             None (the config's).
+        sliding_window (bool, optional): Sliding windows (else the whole
+            video as one sample). Defaults to None (the test dataset's
+            ``sliding_window``, else whether it sets ``window_duration``).
+        window_count (str, optional): ``'cover'`` or ``'opentad'``, see
+            ``TALDataset``. Defaults to None (the test dataset's, else
+            ``'cover'``).
 
     Returns:
         dict: ``{'video_id', 'duration', 'fps', 'results': [{'segment':
@@ -250,11 +278,12 @@ def localize_video(model: torch.nn.Module, video_path: str,
     video = {k: v for k, v in opened.items()
              if head.transforms and (k not in entry or v is not entry[k])}
     del opened
-    overlap = window_overlap if window_overlap is not None else \
-        ds_cfg.get('window_overlap', 0.25)
-    entries = _window_entries(
-        entry, window_duration if window_duration is not None else
-        ds_cfg.get('window_duration'), overlap)
+    sliding, overlap, count = _window_options(
+        ds_cfg, sliding_window, window_duration, window_overlap,
+        window_count)
+    entries = [dict(entry, **win) for win in video_windows(
+        dict(entry, **video), tail.transforms, overlap, count)] \
+        if sliding else [entry]
     metric = _build_metric(cfg, nms, max_per_video)
     try:
         with torch.no_grad():

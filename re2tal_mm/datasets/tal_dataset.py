@@ -1,5 +1,4 @@
 """TALDataset: temporal action localization from videos or features."""
-import math
 import os.path as osp
 from collections import Counter
 from typing import Callable, List, Optional, Sequence, Union
@@ -11,45 +10,8 @@ from mmengine.logging import MMLogger
 from mmaction.datasets import BaseActionDataset
 from mmaction.registry import DATASETS
 from .annotations import class_names_of, load_activitynet_json, load_json
-
-
-def sliding_window_offsets(duration, window_duration, overlap=0.25):
-    """Offsets (s) of overlapping windows covering ``[0, duration]``.
-
-    The last window ends at the video's end (or the video fits in one).
-    """
-    if window_duration <= 0:
-        raise ValueError('window_duration must be > 0')
-    if not 0 <= overlap < 1:
-        raise ValueError('overlap must be in [0, 1)')
-    if duration <= window_duration:
-        return [0.0]
-    step = window_duration * (1 - overlap)
-    n = math.ceil((duration - window_duration) / step)
-    offsets = [i * step for i in range(n)]
-    offsets.append(duration - window_duration)
-    return offsets
-
-
-def sliding_windows(duration: float, window_duration: float,
-                    overlap: float = 0.25) -> List[dict]:
-    """The test windows of a video, as sample fields.
-
-    Each window has ``window_index``, ``window_last`` and
-    ``window_overlap``, from which ``TALWindowSample`` places it on the
-    video's own frame (or feature) grid, and an approximate
-    ``window_offset`` / ``window_duration`` (s) from
-    :func:`sliding_window_offsets`. Window ``i`` starts at step
-    ``i * int(num_steps * (1 - overlap))``, the last ends at the video's
-    last step (OpenTAD's placement), whatever the fps.
-    """
-    offsets = sliding_window_offsets(duration, window_duration, overlap)
-    return [dict(window_offset=float(off),
-                 window_duration=float(window_duration), window_index=i,
-                 window_last=i == len(offsets) - 1,
-                 window_overlap=float(overlap))
-            for i, off in enumerate(offsets)]
-
+from .windows import sliding_windows  # noqa: F401 - its old home
+from .windows import WINDOW_COUNTS, check_windows, video_windows
 
 #: Videos named in a log message; the rest are counted.
 MAX_NAMED_VIDEOS = 5
@@ -101,9 +63,22 @@ def is_loading_transform(transform) -> bool:
 class TALDataset(BaseActionDataset):
     """Temporal action localization dataset (ActivityNet-style JSON).
 
-    One sample per video, or in test mode with ``window_duration`` one sample
-    per sliding window (each carrying its ``window_offset``); the pipeline
-    (:class:`TALWindowSample` etc.) picks frames or feature steps.
+    One sample per video, or in test mode with ``sliding_window`` one sample
+    per sliding window; the pipeline (:class:`TALWindowSample` etc.) picks
+    frames or feature steps.
+
+    Sliding test windows are the windows of the pipeline's
+    ``TALWindowSample(mode='window')``: ``num_steps`` steps of its grid
+    (frames every ``frame_stride``, or at ``target_fps``; feature steps),
+    counted and placed on each video's own grid (see
+    :mod:`re2tal_mm.datasets.windows`): window ``i`` starts at step ``i *
+    int(num_steps * (1 - window_overlap))``, the last ends at the video's
+    last step, whatever its fps. The number of steps of a video comes from
+    its header (frame count and fps, read through the pipeline's
+    ``TALVideoInit``, no frame decoded) or its feature file's (``.npy``
+    header and manifest), as ``TALWindowSample`` will see it; a video whose
+    header cannot be read is counted from its annotation's ``duration`` x
+    ``fps`` (one window if it has no fps), with a warning naming it.
 
     Args:
         ann_file (str): ActivityNet-style annotation JSON.
@@ -117,8 +92,13 @@ class TALDataset(BaseActionDataset):
             ``dict(feature=DIR)`` (feature mode).
         modality (str): ``'RGB'`` (video files) or ``'Feature'`` (``.npy``).
         suffix (str | None): File extension (default ``.mp4`` / ``.npy``).
-        window_duration (float | None): Test-mode sliding window length (s).
-        window_overlap (float): Overlap ratio of test windows.
+        window_duration (float, optional): Deprecated. Set: as
+            ``sliding_window=True`` (unless ``sliding_window`` is given),
+            with a warning; its value is not used: the window length is the
+            pipeline's ``TALWindowSample`` window, in steps of each video.
+            Defaults to None.
+        window_overlap (float): Overlap ratio of adjacent test windows, in
+            ``[0, 1)``. Defaults to 0.25.
         skip_missing (bool): Skip (and log) videos whose file is missing
             instead of raising.
         skip_list (str | Sequence[str] | None): Videos left out: a file of
@@ -144,6 +124,18 @@ class TALDataset(BaseActionDataset):
             stops the run, with a note naming the video and these options).
         ignore_ambiguous (bool): Leave ``ambiguous`` segments out of samples.
         test_mode (bool): Test mode.
+        sliding_window (bool, optional): Test mode: one sample per sliding
+            window (above). Defaults to None: as ``window_duration`` says
+            (windows if it is set), else False. Given, it wins over
+            ``window_duration``.
+        window_count (str): How many windows a video gets: ``'cover'``
+            (as many as cover it, none repeated) or ``'opentad'``
+            (OpenTAD's count, ``max(1, steps // stride)`` stopping at the
+            first window past the end: with an overlap below 0.5 the tail
+            of a video can be left without a window, from 0.5 the last
+            window can repeat the one before); see
+            :func:`~re2tal_mm.datasets.windows.window_starts`. Defaults to
+            ``'cover'``.
     """
 
     def __init__(self,
@@ -161,11 +153,22 @@ class TALDataset(BaseActionDataset):
                  skip_undecodable: bool = False,
                  ignore_ambiguous: bool = False,
                  test_mode: bool = False,
+                 sliding_window: Optional[bool] = None,
+                 window_count: str = 'cover',
                  **kwargs) -> None:
         self.subset = subset
         self.suffix = suffix or ('.npy' if modality == 'Feature' else '.mp4')
+        if window_count not in WINDOW_COUNTS:
+            raise ValueError(f'window_count must be one of {WINDOW_COUNTS}, '
+                             f'got {window_count!r}')
+        if not 0 <= window_overlap < 1:
+            raise ValueError('window_overlap must be in [0, 1), got '
+                             f'{window_overlap}')
         self.window_duration = window_duration
+        self.sliding_window = bool(window_duration) \
+            if sliding_window is None else bool(sliding_window)
         self.window_overlap = window_overlap
+        self.window_count = window_count
         self.skip_missing = skip_missing
         self.skip_list = skip_list
         self.skip_ids = [] if skip_list is None else read_skip_list(skip_list)
@@ -206,6 +209,9 @@ class TALDataset(BaseActionDataset):
                                          logger=logger)
         index = {c: i for i, c in enumerate(self.classes)}
         data_list, missing = [], []
+        if self.test_mode and self.sliding_window:
+            check_windows(getattr(self.pipeline, 'transforms', []),
+                          self.window_duration)
         skip = set(self.skip_ids)
         left_out = [vid for vid in database if vid in skip]
         for vid, info in database.items():
@@ -230,10 +236,10 @@ class TALDataset(BaseActionDataset):
                 entry['fps'] = float(info['fps'])
             if self.modality == 'Feature':
                 entry['feature_path'] = path
-            if self.test_mode and self.window_duration:
-                for win in sliding_windows(entry['duration'],
-                                           self.window_duration,
-                                           self.window_overlap):
+            if self.test_mode and self.sliding_window:
+                for win in video_windows(entry, self.pipeline.transforms,
+                                         self.window_overlap,
+                                         self.window_count):
                     data_list.append(dict(entry, **win))
             else:
                 data_list.append(entry)

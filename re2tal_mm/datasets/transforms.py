@@ -2,10 +2,11 @@
 
 A video pipeline reads ``TALVideoInit -> TALWindowSample -> TALVideoDecode ->
 (MMAction2 Resize / CenterCrop / Flip ...) -> FormatShape -> PackTALInputs``;
-a feature pipeline ``LoadTALFeature -> TALWindowSample -> PackTALInputs``.
+a feature pipeline ``LoadTALFeature -> TALWindowSample -> PackTALInputs``
+(``LoadTALFeature`` lives in :mod:`.feature_loading`).
 """
 import logging
-from typing import List, Optional, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from mmengine.structures import InstanceData
 from mmaction.datasets.transforms import DecordInit
 from mmaction.registry import TRANSFORMS
 from mmaction.structures import ActionDataSample
+from .feature_loading import LoadTALFeature  # noqa: F401 - its old home
 from .video_reader import PyAVVideoReader
 
 
@@ -135,154 +137,6 @@ class TALVideoDecode(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class LoadTALFeature(BaseTransform):
-    """Load a ``T x C`` ``.npy`` feature sequence and the grid it lies on.
-
-    Feature ``i`` stands for the time ``(i + center) * feature_stride /
-    fps`` s (:class:`~re2tal_mm.structures.TemporalGrid`). Features written
-    by ``tools/extract_features.py`` come with a manifest that says so:
-    ``<folder>/<video_id>.json`` next to ``<folder>/<video_id>.npy``, or
-    the video's entry in ``<folder>/manifest.json`` (format
-    ``re2tal-features/1``, see :mod:`re2tal_mm.apis.features`). With one,
-    ``fps``, ``feature_stride`` and ``center`` come from it (its ``fps`` is
-    the rate the features were extracted at, preferred to the
-    annotation's), an argument given here overrides it (with a warning when
-    they differ), and a feature file of another shape than the manifest
-    records is an error naming both files.
-
-    Without a manifest (features from elsewhere): ``fps`` is the
-    annotation's, else this argument; ``feature_stride`` and ``center`` are
-    the arguments (defaults 1 and 0). No fps at all is an error naming the
-    file.
-
-    Args:
-        feature_stride (float, optional): Video frames between two feature
-            steps. Defaults to None (the manifest's, else 1).
-        fps (float, optional): Video fps. Defaults to None (the
-            manifest's, else the annotation's).
-        center (float, optional): Position of a step inside its stride
-            (grid units: 2 for 16-frame clips every 4 frames). Defaults to
-            None (the manifest's, else 0).
-        manifest (str | bool): ``'auto'``: look for the manifest next to
-            the feature file; a path: that ``manifest.json`` (or the folder
-            holding it); False: ignore manifests. Defaults to ``'auto'``.
-    """
-
-    FROM_MANIFEST = ('fps', 'feature_stride', 'center')
-
-    def __init__(self, feature_stride: Optional[float] = None,
-                 fps: Optional[float] = None,
-                 center: Optional[float] = None, manifest='auto') -> None:
-        self.feature_stride = feature_stride
-        self.fps = fps
-        self.center = center
-        self.manifest = manifest
-        self._merged = {}  # manifest.json path -> (mtime, videos)
-        self._warned = set()
-
-    def _merged_entry(self, path: str, video_id: str) -> Optional[dict]:
-        import json
-        import os
-
-        from .feature_manifest import MANIFEST_FORMAT
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError:
-            return None
-        cached = self._merged.get(path)
-        if cached is None or cached[0] != mtime:
-            with open(path, encoding='utf-8') as f:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f'malformed feature manifest {path}: '
-                                     f'{err}') from err
-            videos = data.get('videos', {}) if isinstance(data, dict) and \
-                data.get('format') == MANIFEST_FORMAT else {}
-            cached = self._merged[path] = (mtime, videos)
-        return cached[1].get(video_id)
-
-    def manifest_entry(self, feature_path: str) -> Optional[tuple]:
-        """``(entry, manifest file)`` of a feature file, or None."""
-        import os.path as osp
-
-        from .feature_manifest import MANIFEST_NAME, read_entry
-        if self.manifest is False or self.manifest is None:
-            return None
-        folder, name = osp.split(feature_path)
-        video_id = osp.splitext(name)[0]
-        if self.manifest == 'auto':
-            sidecar = osp.join(folder, video_id + '.json')
-            entry = read_entry(sidecar)
-            if entry is not None:
-                return entry, sidecar
-            merged = osp.join(folder, MANIFEST_NAME)
-        else:
-            merged = str(self.manifest)
-            if osp.isdir(merged):
-                merged = osp.join(merged, MANIFEST_NAME)
-            if not osp.isfile(merged):
-                raise FileNotFoundError(
-                    f'feature manifest not found: {merged}')
-        entry = self._merged_entry(merged, video_id)
-        return None if entry is None else (entry, merged)
-
-    def _choose(self, key: str, entry: dict, source: str, path: str):
-        given = getattr(self, key)
-        if given is None:
-            return entry[key]
-        if abs(float(given) - float(entry[key])) > 1e-6 and \
-                (key, source) not in self._warned:
-            self._warned.add((key, source))
-            print_log(f'LoadTALFeature({key}={given}) overrides the '
-                      f'{key}={entry[key]} of the features\' manifest '
-                      f'{source} (first seen for {path}): the grid is not '
-                      'the one they were extracted on',
-                      logger='current', level=logging.WARNING)
-        return given
-
-    def transform(self, results: dict) -> dict:
-        """Add ``feature`` (T x C float32), ``fps``, ``total_steps``,
-        ``feature_stride`` and ``grid_center``."""
-        path = results.get('feature_path', results.get('filename'))
-        try:
-            feat = np.load(path)
-        except (OSError, ValueError) as err:
-            raise IOError(f'cannot load feature file {path}: {err}') from err
-        if feat.ndim != 2:
-            raise ValueError(f'{path}: expected a T x C array, got shape '
-                             f'{feat.shape}')
-        found = self.manifest_entry(path)
-        if found is not None:
-            entry, source = found
-            want = (entry.get('num_features'), entry.get('feature_dim'))
-            if tuple(feat.shape) != want:
-                raise ValueError(
-                    f'{path} holds {feat.shape[0]} x {feat.shape[1]} '
-                    f'features but its manifest {source} records '
-                    f'{want[0]} x {want[1]}: stale manifest or features '
-                    'of another extraction; rerun tools/extract_features.py')
-            fps, stride, center = (self._choose(k, entry, source, path)
-                                   for k in self.FROM_MANIFEST)
-        else:
-            fps = results.get('fps') or self.fps
-            stride = 1.0 if self.feature_stride is None else \
-                self.feature_stride
-            center = 0.0 if self.center is None else self.center
-        if not fps:
-            raise ValueError(
-                f'{path}: no fps: no feature manifest next to it '
-                '(<video_id>.json or manifest.json, written by '
-                'tools/extract_features.py), none in the annotation; set '
-                'LoadTALFeature(fps=...)')
-        results.update(feature=feat.astype(np.float32), fps=float(fps),
-                       total_steps=feat.shape[0],
-                       feature_stride=float(stride),
-                       grid_center=float(center))
-        return results
-
-
-@TRANSFORMS.register_module()
 class TALWindowSample(BaseTransform):
     """Choose a temporal window and the frames (or feature steps) in it.
 
@@ -295,9 +149,11 @@ class TALWindowSample(BaseTransform):
     Args:
         num_steps (int): Steps (frames or features) per sample.
         mode (str): ``'window'``: a window of ``num_steps`` steps at the base
-            stride (random in training; at the sample's ``window_offset`` in
-            test, whole video if it has none and fits); ``'resize'``: the
-            whole video resampled to ``num_steps`` steps.
+            stride (random in training; in test at the sample's
+            ``window_start`` step, set by ``TALDataset(sliding_window=True)``
+            / ``localize_video`` from :func:`sliding_windows`, else at its
+            ``window_offset`` s, else at the video's start); ``'resize'``:
+            the whole video resampled to ``num_steps`` steps.
         target_fps (float | None): Video mode: sample frames at this rate.
         frame_stride (int): Video mode: sample every ``frame_stride`` frames
             (when ``target_fps`` is None).
@@ -332,26 +188,54 @@ class TALWindowSample(BaseTransform):
         self.partial_actions = partial_actions
         self.crop_ratio = None if crop_ratio is None else tuple(crop_ratio)
 
-    def _base(self, results):
-        """(fps, base stride in frames, number of base steps)."""
-        if 'feature' in results:
+    def grid_of(self, results: dict) -> Tuple[float, float, int]:
+        """The grid this transform samples ``results`` on.
+
+        Args:
+            results (dict): A video's metadata (``total_frames`` and
+                ``avg_fps`` of the container, else the annotation's
+                ``fps``) or a feature file's (``total_steps``, ``fps``,
+                ``feature_stride``, from :class:`LoadTALFeature`).
+
+        Returns:
+            tuple[float, float, int]: The fps, the base stride (frames per
+            step: ``frame_stride``, or ``round(fps / target_fps)``; the
+            features' stride) and the number of base steps (features, or
+            ``ceil(total_frames / stride)`` sampled frames).
+        """
+        if 'total_steps' in results:  # features
             return (results['fps'], results['feature_stride'],
                     results['total_steps'])
         fps = results.get('avg_fps') or results.get('fps')
+        if not fps:
+            raise ValueError(f'{results.get("filename")}: no fps (neither '
+                             'the container nor the annotation has one)')
         stride = (max(1, round(fps / self.target_fps))
                   if self.target_fps else self.frame_stride)
         total = int(np.ceil(results['total_frames'] / stride))
         return float(fps), stride, total
 
+    def _window_start(self, results, total):
+        """Start of a sliding test window of :func:`sliding_windows`: its
+        ``window_start`` step (one ending at the end still does if the
+        video has another length now)."""
+        n, start = self.num_steps, results['window_start']
+        planned = results.get('window_total_steps', total)
+        if planned != total:
+            print_log(
+                f'{results.get("filename")}: its test windows were counted '
+                f'for {planned} steps but it has {total} now (was its '
+                'header unreadable when the dataset was built?); windows '
+                'may overlap more or leave a gap', logger='current',
+                level=logging.WARNING)
+            if start + n >= planned:
+                start = total - n
+        return max(0, min(start, total - n))
+
     def _pick_start(self, results, step_s, total):
         n = self.num_steps
-        if 'window_index' in results:  # sliding-window test sample
-            # on the video's own grid: window i at i * stride steps, the
-            # last one ending at the last step (OpenTAD's placement)
-            stride = max(1, int(n * (1 - results['window_overlap'])))
-            start = total - n if results.get('window_last') else \
-                results['window_index'] * stride
-            return max(0, min(start, total - n))
+        if 'window_start' in results:  # sliding-window test sample
+            return self._window_start(results, total)
         if 'window_offset' in results:  # a window given in seconds
             start = int(round(results['window_offset'] / step_s))
             return max(0, min(start, total - n))
@@ -362,7 +246,7 @@ class TALWindowSample(BaseTransform):
     def _crop_length(self, results, total):
         """Training length of a video not longer than the window."""
         n = self.num_steps
-        if (self.crop_ratio is None or total > n or 'window_index' in
+        if (self.crop_ratio is None or total > n or 'window_start' in
                 results or results.get('test_mode', self.test_mode)):
             return None
         lo = max(round(self.crop_ratio[0] * total), 1)
@@ -389,7 +273,7 @@ class TALWindowSample(BaseTransform):
         return best
 
     def transform(self, results):
-        fps, stride, total = self._base(results)
+        fps, stride, total = self.grid_of(results)
         n = self.num_steps
         crop = None
         if self.mode == 'resize':
