@@ -818,3 +818,22 @@ def test_eval_speed_on_shared_files(shared_data, tmp_path, capsys, cli):
     assert saved['average_mAP'] == pytest.approx(
         evaluate_detection(val, preds)['average_mAP'], abs=1e-12)
     assert saved['average_mAP'] != clipped['average_mAP']
+
+
+def test_merge_drops_segments_clipping_left_empty():
+    """A detection wholly outside its video is clipped to zero length and
+    left out (``drop_empty``, default); OpenTAD keeps it."""
+    import torch
+
+    from re2tal_mm.evaluation import TALMetric
+    segs = torch.tensor([[1., 2.], [-3., -1.], [11., 12.], [9., 11.]])
+    scores, labels = torch.tensor([.9, .8, .7, .6]), torch.zeros(4).long()
+    out = TALMetric(nms=None).merge_video(segs, scores, labels, 10.)
+    assert out[0].tolist() == [[1., 2.], [9., 10.]]
+    assert out[1].tolist() == pytest.approx([.9, .6])
+    kept = TALMetric(nms=None, drop_empty=False).merge_video(
+        segs, scores, labels, 10.)
+    assert kept[0].tolist() == [[1., 2.], [0., 0.], [10., 10.], [9., 10.]]
+    unclipped = TALMetric(nms=None, clip=None).merge_video(
+        segs, scores, labels, 10.)
+    assert torch.equal(unclipped[0], segs)

@@ -83,7 +83,8 @@ def test_post_processing_cfg():
         nms=dict(iou_threshold=0.0, min_score=0.001, max_num=2000,
                  sigma=0.7, method='soft', class_agnostic=False,
                  length_eps=1e-6, procedure='opentad'),
-        max_per_video=2000, clip='after', round_before_nms=False)
+        max_per_video=2000, clip='after', round_before_nms=False,
+        drop_empty=False)
     anet = post_processing_cfg(dict(sliding_window=True, nms=dict(
         use_soft_nms=True, sigma=0.7, max_seg_num=100, min_score=0.001,
         multiclass=False, voting_thresh=0.9)))['metric']

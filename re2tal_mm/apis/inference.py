@@ -184,7 +184,8 @@ def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
         evaluator = evaluator[0] if evaluator else {}
     metric_kwargs = dict(ann_file=None)
     for key, val in (('nms', nms), ('max_per_video', max_per_video),
-                     ('clip', None), ('round_before_nms', None)):
+                     ('clip', None), ('round_before_nms', None),
+                     ('drop_empty', None)):
         if val is not None:
             metric_kwargs[key] = val
         elif key in evaluator:
@@ -192,18 +193,11 @@ def _build_metric(cfg, nms: Optional[dict], max_per_video: Optional[int]):
     return TALMetric(**metric_kwargs)
 
 
-def _kept_detections(merged: Sequence[dict], duration: float,
-                     score_thr: float) -> list:
-    dets = []
-    for d in merged:
-        if d['score'] < score_thr:
-            continue
-        s, t = d['segment']
-        s, t = max(0.0, min(s, duration)), max(0.0, min(t, duration))
-        if t > s:
-            dets.append(dict(segment=[s, t], score=d['score'],
-                             label=d['label']))
-    return dets
+def _kept_detections(merged: Sequence[dict], score_thr: float) -> list:
+    """The merge's detections (clipped to the video by it, as in ``mim
+    test``) at or above ``score_thr``."""
+    return [dict(segment=list(d['segment']), score=d['score'],
+                 label=d['label']) for d in merged if d['score'] >= score_thr]
 
 
 def localize_video(model: torch.nn.Module, video_path: str,
@@ -300,7 +294,7 @@ def localize_video(model: torch.nn.Module, video_path: str,
                                       model.dataset_meta['classes'])
     return dict(video_id=video_id, duration=entry['duration'], fps=fps,
                 results=_kept_detections(merged.get(video_id, []),
-                                         entry['duration'], score_thr))
+                                         score_thr))
 
 
 def timeline_lanes(segments: Sequence[Sequence[float]]) -> List[int]:

@@ -95,6 +95,9 @@ class TALMetric(BaseMetric):
         round_before_nms (bool): Round segments to 2 decimals and scores to
             4 before the merge, as OpenTAD's sliding-window merge receives
             them (its per-window results are rounded). Defaults to False.
+        drop_empty (bool): Leave out the segments that clipping left empty
+            (wholly outside their video: not a detection in it). OpenTAD
+            keeps them (False). Defaults to True.
         class_names (Sequence[str] | None): Label index -> name; defaults to
             ``dataset_meta['classes']``, else the sorted ground-truth labels.
         out_file (str | None): Dump the merged predictions here as an
@@ -126,12 +129,14 @@ class TALMetric(BaseMetric):
                  clip_ground_truth: bool = False,
                  clip: Optional[str] = 'after',
                  round_before_nms: bool = False,
+                 drop_empty: bool = True,
                  recall_top_k: Optional[Sequence[int]] = None) -> None:
         if clip not in ('after', 'before', None):
             raise ValueError("TALMetric clip must be 'after', 'before' or "
                              f'None, got {clip!r}')
         self.clip = clip
         self.round_before_nms = round_before_nms
+        self.drop_empty = drop_empty
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.ann_file = ann_file
         self.subset = subset
@@ -191,7 +196,8 @@ class TALMetric(BaseMetric):
                     labels: torch.Tensor, duration: Optional[float] = None):
         """The merge of one video's detections (any units; ``duration`` in
         the same units, None: not clipped): optional rounding and clipping
-        before, the NMS (or the best ``max_per_video``), clipping after.
+        before, the NMS (or the best ``max_per_video``), clipping after,
+        then the segments clipping left empty dropped (``drop_empty``).
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: segments, scores, labels, best
@@ -213,6 +219,11 @@ class TALMetric(BaseMetric):
                                         labels[order])
         if self.clip == 'after' and duration is not None:
             segments = clip_segments(segments, duration)
+        if self.drop_empty and self.clip is not None and \
+                duration is not None:
+            keep = segments[:, 1] > segments[:, 0]
+            segments, scores, labels = (segments[keep], scores[keep],
+                                        labels[keep])
         return segments, scores, labels
 
     def ground_truth_file(self) -> str:

@@ -95,7 +95,8 @@ test_evaluator = dict(
     nms=dict(class_agnostic=False, iou_threshold=0.0, length_eps=1e-6,
              max_num=2000, method='soft', min_score=0.001,
              procedure='opentad', sigma=0.7),
-    max_per_video=2000, clip='before', round_before_nms=True)
+    max_per_video=2000, clip='before', round_before_nms=True,
+    drop_empty=False)
 test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(

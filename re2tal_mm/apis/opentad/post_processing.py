@@ -65,12 +65,14 @@ def post_processing_cfg(settings: dict) -> dict:
         (threshold / top-k, no NMS); ``metric``: ``TALMetric`` arguments of
         the one NMS of each video (``nms``, ``max_per_video``, ``clip``:
         ``'after'`` for whole videos, ``'before'`` plus
-        ``round_before_nms`` for OpenTAD's sliding-window merge).
+        ``round_before_nms`` for OpenTAD's sliding-window merge;
+        ``drop_empty=False``: OpenTAD keeps segments clipping left empty).
     """
     nms = settings.get('nms')
     metric = dict(nms=None if nms is None else nms_cfg(nms),
                   max_per_video=int(dict(_NMS_DEFAULTS, **(nms or {}))[
-                      'max_seg_num']), clip='after', round_before_nms=False)
+                      'max_seg_num']), clip='after', round_before_nms=False,
+                  drop_empty=False)
     if settings.get('sliding_window', False):
         metric.update(clip='before', round_before_nms=True)
     post_processor = dict(
