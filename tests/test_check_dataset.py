@@ -243,19 +243,22 @@ def test_undecodable_without_skipping_names_the_fix(broken):
         assert 'skip_undecodable=True' in note and 'skip_list' in note
 
 
-def test_test_mode_stand_in_has_no_predictions(broken, tmp_path):
-    """In test mode a skipped window is an error in the log, and its
-    stand-in sample gives no predictions."""
+def test_test_mode_stand_in_reaches_no_evaluation(broken, tmp_path):
+    """In test mode a skipped window is an error in the log; its stand-in
+    sample (another video's frames) is marked ``skipped`` and none of its
+    detections reach the metric."""
+    from re2tal_mm.evaluation import TALMetric
+
     from mmaction.registry import MODELS
     log = log_to(tmp_path, 'test_mode_skip')
     ds = build_dataset(broken, test_mode=True, skip_undecodable=True,
-                       window_duration=12.8, window_overlap=0.5)
+                       sliding_window=True, window_overlap=0.5)
     vids = [ds.get_data_info(i)['video_id'] for i in range(len(ds))]
     assert MISSING not in vids
     stand_in = ds[vids.index(TRUNCATED)]
     meta = stand_in['data_samples'].metainfo
-    assert meta['stand_in_for'] == TRUNCATED
-    assert meta['video_id'] != TRUNCATED and meta['window_duration'] == 0
+    assert meta['stand_in_for'] == TRUNCATED and meta['skipped']
+    assert meta['video_id'] != TRUNCATED
     text = open(log).read()
     assert 'ERROR' in text and f'video {TRUNCATED}' in text
     assert 'left out of the evaluation' in text
@@ -270,8 +273,14 @@ def test_test_mode_stand_in_has_no_predictions(broken, tmp_path):
             inputs=[normal['inputs'], stand_in['inputs']],
             data_samples=[normal['data_samples'],
                           stand_in['data_samples']]))
-    assert len(out[0].pred_instances.scores) > 0
-    assert len(out[1].pred_instances.scores) == 0
+    # the model predicts on the stand-in's frames (another video's) ...
+    assert len(out[1].pred_instances.scores) > 0
+    metric = TALMetric()
+    metric.process({}, out)
+    # ... and the metric keeps only the real sample's detections
+    assert [r['video_id'] for r in metric.results] == [GOOD]
+    assert len(metric.results[0]['scores']) == len(
+        out[0].pred_instances.scores)
 
 
 def test_skip_list_forms(broken, tmp_path):

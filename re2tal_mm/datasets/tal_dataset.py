@@ -113,9 +113,9 @@ class TALDataset(BaseActionDataset):
             let MMEngine's ``BaseDataset.__getitem__`` fetch another sample
             in its place (up to ``max_refetch`` tries). In test mode the
             failed sample is logged as an error and replaced by a stand-in
-            with no predictions (another sample whose ``window_duration`` is
-            0, so the localizer clips all its segments away): the metric
-            counts the failed video, or window, as without predictions.
+            (another sample, marked ``skipped=True`` in its metainfo) that
+            ``TALMetric`` leaves out: the metric counts the failed video, or
+            window, as without predictions.
             Each skip is a log line (through MMEngine's current logger,
             also from dataloader workers) with the video and a running count
             over all workers; :attr:`num_skipped` holds that count. There is
@@ -387,8 +387,10 @@ class TALDataset(BaseActionDataset):
             data = self._pipeline_or_none((idx + step) % len(self),
                                           record=False)
             if data is not None:
+                # another video's sample: marked, so that TALMetric drops
+                # it (none of its detections may reach the evaluation)
                 data['data_samples'].set_metainfo(dict(
-                    window_duration=0.0, stand_in_for=self.get_data_info(
+                    skipped=True, stand_in_for=self.get_data_info(
                         idx)['video_id']))
                 return data
         raise IOError(f'{type(self).__name__}: no sample of {self.ann_file} '

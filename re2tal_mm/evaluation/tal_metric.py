@@ -155,8 +155,12 @@ class TALMetric(BaseMetric):
         self.print_per_class = print_per_class
 
     def process(self, data_batch, data_samples: Sequence) -> None:
-        """Keep each sample's video id and predictions (numpy)."""
+        """Keep each sample's video id and predictions (numpy); a sample
+        marked ``skipped`` (``TALDataset``'s stand-in for an undecodable one,
+        another video's frames) is left out."""
         for sample in data_samples:
+            if _get(sample, 'skipped'):
+                continue
             pred = _get(sample, 'pred_instances')
             get = (pred.get if isinstance(pred, dict) else
                    lambda k: getattr(pred, k))
