@@ -21,7 +21,7 @@ from .conftest import REPO
 DEMO = osp.join(REPO, 'configs', 're2tal',
                 're2tal_swin-demo-p244-w877_1xb2-40e_synthetic-64x64.py')
 THUMOS = osp.join(REPO, 'configs', 're2tal',
-                  're2tal_swin-tiny-p244-w877_1xb2-1024x224-amp-ema_'
+                  're2tal_swin-tiny-p244-w877_2xb2-1024x224-amp-ema_'
                   'thumos14.py')
 
 

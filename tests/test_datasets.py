@@ -195,3 +195,71 @@ def test_pyav_fallback_matches_decord(synthetic):
     assert frames['decord'][1].shape == frames['pyav'][1].shape
     diff = np.abs(frames['decord'][1].astype(int) - frames['pyav'][1])
     assert diff.mean() < 3
+
+
+def test_resize_sampling():
+    """``'start'``: the first step of each bin (at the time its position
+    stands for); ``'center'``: OpenTAD's ``LoadFrames(method='resize')``,
+    the bin centre rounded (numpy's half-to-even), written out by hand."""
+    from re2tal_mm.datasets.transforms import resize_indices
+    assert resize_indices(100, 8).tolist() == [0, 12, 25, 37, 50, 62, 75, 87]
+    # stride 12.5: centres 5.75, 18.25, ... (OpenTAD: arange(5.75, ...))
+    assert resize_indices(100, 8, 'center').tolist() == [
+        6, 18, 31, 43, 56, 68, 81, 93]
+    # stride 1.5: 0.25, 1.75, 3.25, ...; stride 2: 0.5, 2.5, 4.5 (ties)
+    assert resize_indices(12, 8, 'center').tolist() == [
+        0, 2, 3, 5, 6, 8, 9, 11]
+    assert resize_indices(6, 3, 'center').tolist() == [0, 2, 4]
+    # fewer steps than bins: clipped to the last step
+    assert resize_indices(3, 6, 'center').tolist() == [0, 0, 1, 1, 2, 2]
+    sample = dict(feature=np.arange(100)[:, None].astype(np.float32),
+                  total_steps=100, fps=FPS, feature_stride=STRIDE,
+                  duration=100 * STRIDE / FPS, test_mode=True,
+                  gt_segments=np.zeros((0, 2), np.float32),
+                  gt_labels=np.zeros(0, np.int64))
+    centre = TRANSFORMS.build(dict(type='TALWindowSample', num_steps=8,
+                                   mode='resize', resize_sampling='center'))
+    r = centre(dict(sample))
+    assert r['feature'][:, 0].tolist() == [6, 18, 31, 43, 56, 68, 81, 93]
+    assert r['grid_stride'] == pytest.approx(STRIDE * 12.5)
+    with pytest.raises(ValueError, match='resize_sampling'):
+        TRANSFORMS.build(dict(type='TALWindowSample', num_steps=8,
+                              mode='resize', resize_sampling='middle'))
+
+
+def test_min_segment_ratio_and_class_agnostic(tmp_path):
+    """OpenTAD's ActivityNet training ground truth: segments not longer
+    than 1% of the video left out (a video left without any too), every
+    label 0; the classes stay the dataset's."""
+    db = dict(
+        a=dict(subset='training', duration=100., annotations=[
+            dict(segment=[1., 1.5], label='x'),
+            dict(segment=[10., 30.], label='y')]),
+        b=dict(subset='training', duration=100., annotations=[
+            dict(segment=[5., 5.9], label='y')]),
+        c=dict(subset='training', duration=10., annotations=[
+            dict(segment=[5., 5.5], label='x')]))
+    ann = tmp_path / 'gt.json'
+    ann.write_text(json.dumps(dict(database=db)))
+    for vid in db:
+        np.save(tmp_path / f'{vid}.npy', np.zeros((10, 3), np.float32))
+
+    def entries(**kw):
+        ds = DATASETS.build(dict(
+            type='TALDataset', ann_file=str(ann), modality='Feature',
+            data_prefix=dict(feature=str(tmp_path)),
+            pipeline=[dict(type='PackTALInputs')], **kw))
+        return ds, {ds.get_data_info(i)['video_id']: ds.get_data_info(i)
+                    for i in range(len(ds))}
+
+    ds, got = entries()
+    assert sorted(got) == ['a', 'b', 'c']
+    assert got['a']['gt_labels'].tolist() == [0, 1]
+    ds, got = entries(min_segment_ratio=0.01, class_agnostic=True)
+    assert sorted(got) == ['a', 'c']  # b: only a 0.9% segment
+    assert got['a']['gt_segments'].tolist() == [[10., 30.]]
+    assert got['a']['gt_labels'].tolist() == [0]
+    assert got['c']['gt_labels'].tolist() == [0]
+    assert ds.metainfo['classes'] == ('x', 'y')
+    with pytest.raises(ValueError, match='min_segment_ratio'):
+        entries(min_segment_ratio=1.5)

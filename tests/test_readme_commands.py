@@ -131,6 +131,12 @@ RULES = [
          'Kinetics-400 checkpoint and a GPU; tests/test_configs.py trains '
          'each config one iteration on a shrunk copy, tests/test_data_root.py '
          'checks the data_root override'),
+    Rule(r'python tools/convert_opentad_checkpoint\.py \S+\.pth \S+\.pth '
+         r'--config configs/re2tal/\S+\.py', 'not run',
+         'needs a checkpoint trained with OpenTAD; '
+         'tests/test_opentad_checkpoint.py converts the OpenTAD fixture '
+         'container with --config and runs mim test and localize_video on '
+         'the result'),
     Rule(r'mim train mmaction2 CONFIG --resume', 'not run',
          'tests/test_resume.py resumes the demo config with mim train '
          '--resume'),

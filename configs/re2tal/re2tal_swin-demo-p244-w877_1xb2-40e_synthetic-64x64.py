@@ -76,7 +76,7 @@ val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(**dataset, subset='validation', test_mode=True,
-                 window_duration=num_steps / 5, window_overlap=0.5,
+                 sliding_window=True, window_overlap=0.5,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)

@@ -40,7 +40,6 @@ load_from = None
 num_classes = 20
 num_frames = 1024
 frame_stride = 2
-window_duration = num_frames * frame_stride / 30  # test windows (s), 30 fps
 
 # 2. the rewiring record and EMA
 custom_hooks = [
@@ -108,7 +107,7 @@ val_dataloader = dict(
     batch_size=1,
     dataset=dict(_delete_=True, type='TALDataset', ann_file=ann_file,
                  subset='test', data_prefix=dict(video=video_dir),
-                 test_mode=True, window_duration=window_duration,
+                 test_mode=True, sliding_window=True,
                  window_overlap=0.5, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)

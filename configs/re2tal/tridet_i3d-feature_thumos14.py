@@ -30,8 +30,6 @@ feature_stride = 4  # video frames between two features
 clip_len = 16  # frames of the clip behind each feature
 video_fps = 30  # used when the annotation gives no fps
 max_seq_len = 2304  # feature steps per training (and test) window
-# sliding test windows (s): the span of `max_seq_len` features
-window_duration = max_seq_len * feature_stride / video_fps
 warmup_epochs = 20
 max_epochs = 40
 
@@ -85,7 +83,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='TALDataset', ann_file=ann_file, subset='test',
                  modality='Feature', data_prefix=dict(feature=feature_dir),
-                 test_mode=True, window_duration=window_duration,
+                 test_mode=True, sliding_window=True,
                  window_overlap=0.5, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # ground truth: the evaluated dataset's ann_file (follows data_root)

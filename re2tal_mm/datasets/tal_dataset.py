@@ -122,6 +122,15 @@ class TALDataset(BaseActionDataset):
             no per-epoch summary line: an epoch's skips are the lines
             between its ``Epoch(train)`` lines. Defaults to False (the error
             stops the run, with a note naming the video and these options).
+        min_segment_ratio (float): Leave out the ground-truth segments not
+            longer than this fraction of their video's duration, and the
+            training videos left without any (OpenTAD's ``filter_gt`` on
+            ActivityNet-1.3: 0.01). The metric still reads the whole
+            annotation file. Defaults to 0 (all kept).
+        class_agnostic (bool): Every ground-truth label is 0, for a
+            one-class (actionness) head; ``classes`` stay the dataset's, so
+            that predictions relabelled by an external classifier are named
+            by them. Defaults to False.
         ignore_ambiguous (bool): Leave ``ambiguous`` segments out of samples.
         test_mode (bool): Test mode.
         sliding_window (bool, optional): Test mode: one sample per sliding
@@ -155,6 +164,8 @@ class TALDataset(BaseActionDataset):
                  test_mode: bool = False,
                  sliding_window: Optional[bool] = None,
                  window_count: str = 'cover',
+                 min_segment_ratio: float = 0.,
+                 class_agnostic: bool = False,
                  **kwargs) -> None:
         self.subset = subset
         self.suffix = suffix or ('.npy' if modality == 'Feature' else '.mp4')
@@ -174,6 +185,11 @@ class TALDataset(BaseActionDataset):
         self.skip_ids = [] if skip_list is None else read_skip_list(skip_list)
         self.skip_undecodable = skip_undecodable
         self.ignore_ambiguous = ignore_ambiguous
+        if not 0 <= min_segment_ratio < 1:
+            raise ValueError('min_segment_ratio must be in [0, 1), got '
+                             f'{min_segment_ratio}')
+        self.min_segment_ratio = min_segment_ratio
+        self.class_agnostic = class_agnostic
         # skips per dataloader worker (slot 0: the main process), in shared
         # memory so that the main process sees the workers' counts
         self._skip_counts = torch.zeros(65, dtype=torch.int64).share_memory_()
@@ -196,6 +212,19 @@ class TALDataset(BaseActionDataset):
         # MMEngine reads a string naming an existing file as a list file.
         self._metainfo['ann_file'] = self.ann_file
 
+    def _training_segments(self, info: dict) -> Optional[list]:
+        """A video's annotations without those shorter than
+        ``min_segment_ratio`` of its duration; None for a training video
+        left without any (left out, as OpenTAD's ``filter_gt`` does)."""
+        annos = info['annotations']
+        if self.min_segment_ratio <= 0:
+            return annos
+        least = self.min_segment_ratio * float(info['duration'])
+        kept = [a for a in annos if a['segment'][1] - a['segment'][0] > least]
+        if annos and not kept and not self.test_mode:
+            return None
+        return kept
+
     def _file_of(self, video_id):
         key = 'feature' if self.modality == 'Feature' else 'video'
         root = self.data_prefix.get(key, '') or ''
@@ -208,7 +237,7 @@ class TALDataset(BaseActionDataset):
                                          class_names=self.classes,
                                          logger=logger)
         index = {c: i for i, c in enumerate(self.classes)}
-        data_list, missing = [], []
+        data_list, missing, short_only = [], [], []
         if self.test_mode and self.sliding_window:
             check_windows(getattr(self.pipeline, 'transforms', []),
                           self.window_duration)
@@ -221,10 +250,14 @@ class TALDataset(BaseActionDataset):
             if not osp.isfile(path):
                 missing.append(path)
                 continue
-            segs = np.array([a['segment'] for a in info['annotations']],
+            annos = self._training_segments(info)
+            if annos is None:
+                short_only.append(vid)
+                continue
+            segs = np.array([a['segment'] for a in annos],
                             dtype=np.float32).reshape(-1, 2)
-            labels = np.array([index[a['label']] for a in info['annotations']],
-                              dtype=np.int64)
+            labels = np.array([0 if self.class_agnostic else index[a['label']]
+                               for a in annos], dtype=np.int64)
             amb = [] if self.ignore_ambiguous else info.get('ambiguous', [])
             entry = dict(video_id=vid, filename=path,
                          duration=float(info['duration']),
@@ -253,6 +286,12 @@ class TALDataset(BaseActionDataset):
             logger.warning(
                 f'skipped {len(missing)} missing file(s): '
                 f'{", ".join(missing[:20])}')
+        if short_only:
+            logger.info(
+                f'min_segment_ratio={self.min_segment_ratio}: '
+                f'{len(short_only)} training video(s) of {self.ann_file} '
+                'have only shorter segments and are left out: '
+                f'{_name_some(short_only)}')
         if self.skip_ids:
             self._log_skip_list(left_out, len(database), logger)
         if not data_list:

@@ -136,6 +136,24 @@ class TALVideoDecode(BaseTransform):
         return results
 
 
+RESIZE_SAMPLINGS = ('start', 'center')
+
+
+def resize_indices(total: int, num: int, sampling: str = 'start'
+                   ) -> np.ndarray:
+    """``num`` indices of ``total`` base steps, one per equal bin: the
+    bin's first step (``'start'``) or its centre rounded to the nearest
+    step, as OpenTAD computes it (``'center'``)."""
+    if sampling == 'start':
+        return np.floor(np.arange(num) * total / num).astype(np.int64)
+    stride = total / num
+    # np.arange exactly as OpenTAD calls it: its float steps decide the
+    # rounding of centres that fall on a half step
+    centres = np.arange(stride / 2 - 0.5, total + stride / 2 - 0.5,
+                        stride)[:num]
+    return np.clip(centres, 0, total - 1).round().astype(np.int64)
+
+
 @TRANSFORMS.register_module()
 class TALWindowSample(BaseTransform):
     """Choose a temporal window and the frames (or feature steps) in it.
@@ -170,14 +188,26 @@ class TALWindowSample(BaseTransform):
             ``[lo, hi]`` times its own (then placed as a window; the rest is
             padding), OpenTAD's ``crop_ratio`` ((0.9, 1.0) in its THUMOS
             recipes). Defaults to None (short videos are taken whole).
+        resize_sampling (str): ``'resize'`` mode: which frame of each of
+            the ``num_steps`` equal bins is taken: ``'start'`` (the first,
+            at the time grid position ``i`` stands for) or ``'center'``
+            (the middle one, rounded: OpenTAD's ``LoadFrames(method=
+            'resize')``, half a bin after the time its position ``i`` stands
+            for; its ActivityNet checkpoints were trained so). Defaults to
+            ``'start'``.
         test_mode (bool): Deterministic windows (also when the dataset marks
             the sample ``test_mode``).
     """
 
     def __init__(self, num_steps, mode='window', target_fps=None,
                  frame_stride=1, min_action_ratio=0.5, max_tries=50,
-                 test_mode=False, partial_actions=True, crop_ratio=None):
+                 test_mode=False, partial_actions=True, crop_ratio=None,
+                 resize_sampling='start'):
         assert mode in ('window', 'resize'), mode
+        if resize_sampling not in RESIZE_SAMPLINGS:
+            raise ValueError(f'resize_sampling must be one of '
+                             f'{RESIZE_SAMPLINGS}, got {resize_sampling!r}')
+        self.resize_sampling = resize_sampling
         self.num_steps = num_steps
         self.mode = mode
         self.target_fps = target_fps
@@ -278,7 +308,7 @@ class TALWindowSample(BaseTransform):
         crop = None
         if self.mode == 'resize':
             grid_stride = stride * total / n
-            idx = np.floor(np.arange(n) * total / n).astype(np.int64)
+            idx = resize_indices(total, n, self.resize_sampling)
             offset = 0.0
         else:
             grid_stride = stride

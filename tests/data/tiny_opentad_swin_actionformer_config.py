@@ -85,7 +85,7 @@ test_dataloader = dict(
     batch_size=1, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(**dataset, subset='validation', test_mode=True,
-                 window_duration=num_steps / target_fps, window_overlap=0.5,
+                 sliding_window=True, window_overlap=0.5,
                  pipeline=test_pipeline))
 # post_processing_cfg(...)['metric']: OpenTAD's one NMS of the merged
 # sliding windows (soft-NMS sigma 0.7, 2,000 segments)

@@ -16,7 +16,6 @@ feature_stride = 8
 clip_len = 16
 video_fps = 24
 max_seq_len = 512
-window_duration = max_seq_len * feature_stride / video_fps
 
 model = dict(
     neck=dict(in_channels=in_channels, max_seq_len=max_seq_len,
@@ -43,7 +42,7 @@ train_dataloader = dict(dataset=dict(
     data_prefix=dict(feature=feature_dir)))
 val_dataloader = dict(dataset=dict(
     ann_file=ann_file, subset='testing', pipeline=test_pipeline,
-    data_prefix=dict(feature=feature_dir), window_duration=window_duration))
+    data_prefix=dict(feature=feature_dir), sliding_window=True))
 test_dataloader = val_dataloader
 val_evaluator = dict(subset='testing', protocol='charades')
 test_evaluator = val_evaluator

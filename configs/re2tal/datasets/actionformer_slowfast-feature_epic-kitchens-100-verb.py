@@ -28,7 +28,6 @@ feature_stride = 16  # video frames between two features
 clip_len = 32  # frames of the clip behind each feature
 video_fps = 30  # the features' frame rate (videos resampled to 30 fps)
 max_seq_len = 2304  # feature steps per training (and test) window
-window_duration = max_seq_len * feature_stride / video_fps
 warmup_epochs = 5
 max_epochs = 20
 
@@ -77,7 +76,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='TALDataset', ann_file=ann_file, subset='validation',
                  modality='Feature', data_prefix=dict(feature=feature_dir),
-                 test_mode=True, window_duration=window_duration,
+                 test_mode=True, sliding_window=True,
                  window_overlap=0.5, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='TALMetric', subset='validation',

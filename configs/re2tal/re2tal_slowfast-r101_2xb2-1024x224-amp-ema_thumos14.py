@@ -1,0 +1,37 @@
+# Re2TAL recipe: THUMOS-14, SlowFast-R101 4x4 rewired to a reversible network
+# (OpenTAD's e2e_thumos_re2tal_actionformer_slowfast101.py: Re2SlowFast-101,
+# average mAP 70.19 there); the recipe (data, detector, schedule, runtime) is
+# in _base_/re2tal_thumos14_1024x224.py.
+_base_ = ['./_base_/re2tal_thumos14_1024x224.py']
+
+# The Re2TAL authors' K400-finetuned rewired SlowFast-101,
+# invslowfast101_k400_pre_k400_ft_e30.pth, converted:
+#   python tools/convert_opentad_checkpoint.py \
+#       invslowfast101_k400_pre_k400_ft_e30.pth \
+#       work_dirs/invslowfast101_k400.pth
+# A path you fill in; nothing is downloaded.
+load_from = None
+
+model = dict(
+    # OpenTAD's reversible SlowFast computes the first block of each stage as
+    # relu(F(x)) + downsample(x) (MMAction2: relu(F(x) + downsample(x))): its
+    # checkpoints were trained with that form
+    rewire=dict(mode='reversible', first_block='opentad'),
+    backbone=dict(
+        type='ResNet3dSlowFast',
+        pretrained=None,  # weights come from load_from
+        resample_rate=4,  # slow pathway: every 4th input frame
+        speed_ratio=4,  # fast pathway: every input frame
+        channel_ratio=8,
+        slow_pathway=dict(
+            type='resnet3d', depth=101, pretrained=None, lateral=True,
+            fusion_kernel=7, conv1_kernel=(1, 7, 7), dilations=(1, 1, 1, 1),
+            conv1_stride_t=1, pool1_stride_t=1, inflate=(0, 0, 1, 1),
+            norm_eval=True),
+        fast_pathway=dict(
+            type='resnet3d', depth=101, pretrained=None, lateral=False,
+            base_channels=8, conv1_kernel=(5, 7, 7), conv1_stride_t=1,
+            pool1_stride_t=1, norm_eval=True)),
+    # slow (2048 channels, 256 steps) and fast (256 channels, 1024 steps)
+    # outputs, each resampled to feat_len = 512, concatenated: 2304 channels
+    neck=dict(in_channels=2304))
