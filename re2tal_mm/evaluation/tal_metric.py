@@ -9,9 +9,9 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-from re2tal_mm.datasets.annotations import (class_names_of,
-                                            load_activitynet_json)
 from re2tal_mm.structures import clip_segments, segment_nms
+from re2tal_mm.structures.activitynet import (class_names_of,
+                                              load_activitynet_json)
 
 from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
