@@ -148,7 +148,7 @@ def _no_pretrained(backbone_cfg) -> None:
 def _resolve_rewiring(cfg, trained, rewiring):
     """``(spec, source)`` for :func:`build_feature_extractor`'s
     ``rewiring``: a mode name keeps the options of the spec it replaces."""
-    from re2tal_mm.engine.rewiring_meta import choose_rewiring
+    from re2tal_mm.rewiring.spec import choose_rewiring
     if isinstance(rewiring, str):
         if rewiring == 'none':
             return None, 'explicit argument'
@@ -204,9 +204,9 @@ def build_feature_extractor(
 
     import re2tal_mm  # noqa: F401 - registers the components
     from re2tal_mm.apis.inference import init_localizer
-    from re2tal_mm.engine.rewiring_meta import (UNRECORDED,
-                                                checkpoint_rewiring, describe)
     from re2tal_mm.rewiring import apply_rewiring, rewiring_spec
+    from re2tal_mm.rewiring.spec import (UNRECORDED, checkpoint_rewiring,
+                                         describe)
 
     from mmaction.registry import MODELS
     config_name = config if isinstance(config, str) else \

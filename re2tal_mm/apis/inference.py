@@ -53,10 +53,9 @@ def init_localizer(config: Union[str, Config],
             Defaults to None (as trained).
     """
     import re2tal_mm  # noqa: F401 - registers the components
-    from re2tal_mm.engine.rewiring_meta import (UNRECORDED,
-                                                checkpoint_rewiring,
-                                                choose_rewiring, describe)
     from re2tal_mm.rewiring import apply_rewiring, rewiring_spec
+    from re2tal_mm.rewiring.spec import (UNRECORDED, checkpoint_rewiring,
+                                         choose_rewiring, describe)
 
     from mmaction.registry import MODELS
     cfg = Config.fromfile(config) if isinstance(config, str) else \

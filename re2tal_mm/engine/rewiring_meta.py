@@ -3,77 +3,25 @@
 :class:`RewiringMetaHook` writes ``meta['re2tal_rewiring']`` (the
 :func:`~re2tal_mm.rewiring.rewiring_spec` of the model, None when it was not
 rewired) into every checkpoint and, when a checkpoint is loaded, warns loudly
-if it was trained as another function than the model about to run it.
-:func:`rewiring_of_config` reads what a config asks for, for the paths that
-build a model outside a Runner (``re2tal_mm.apis``).
+if it was trained as another function than the model about to run it. The
+spec policy it applies (:func:`rewiring_of_config`, :func:`choose_rewiring`,
+...) lives in :mod:`re2tal_mm.rewiring.spec`, re-exported here.
 """
-from typing import Optional, Tuple, Union
-
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmaction.registry import HOOKS
-from ..rewiring import function_options, rewiring_spec
-
-META_KEY = 're2tal_rewiring'
-#: ``meta[META_KEY]`` is absent: the checkpoint was saved without the hook
-#: (an older checkpoint, or a model zoo recognizer)
-UNRECORDED = 'unrecorded'
+from ..rewiring import rewiring_spec
+from ..rewiring.spec import (META_KEY, UNRECORDED,  # noqa: F401 (re-exported)
+                             checkpoint_rewiring, choose_rewiring, describe,
+                             rewiring_of_config, same_function)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a model wrapper (DDP and friends)."""
     return model.module if is_model_wrapper(model) else model
-
-
-def describe(spec: Optional[dict]) -> str:
-    """``'rewired reversible (memory='floor')'``, ``'not rewired'`` ..."""
-    if spec is None:
-        return 'not rewired'
-    if spec == UNRECORDED:
-        return 'not recorded'
-    spec = dict(spec)
-    mode = spec.pop('mode', 'reversible')
-    options = ', '.join(f'{k}={v!r}' for k, v in sorted(spec.items()))
-    return f'rewired {mode}' + (f' ({options})' if options else '')
-
-
-def checkpoint_rewiring(checkpoint: dict) -> Union[dict, None, str]:
-    """The spec a checkpoint records: a dict, None (trained un-rewired) or
-    :data:`UNRECORDED`."""
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict) or META_KEY not in meta:
-        return UNRECORDED
-    return meta[META_KEY]
-
-
-def rewiring_of_config(cfg: Config) -> Tuple[Optional[dict], str]:
-    """What ``cfg`` rewires and where it says so: the model's ``rewire``
-    entry (construction time), else a ``RewireBackboneHook`` in
-    ``custom_hooks``; ``(None, '')`` when it asks for none."""
-    model_spec = cfg.get('model', {}).get('rewire')
-    if model_spec:
-        return dict(model_spec), 'the model config (model.rewire)'
-    for hook in cfg.get('custom_hooks', None) or []:
-        kind = hook.get('type')
-        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-        if name.split('.')[-1] == 'RewireBackboneHook':
-            spec = dict(mode=hook.get('mode', 'reversible'),
-                        **(hook.get('rewire_options') or {}))
-            return spec, 'the RewireBackboneHook of the config'
-    return None, ''
-
-
-def same_function(a: Optional[dict], b: Optional[dict]) -> bool:
-    """Whether two specs compute the same function: rewirings agreeing in
-    the options that decide the function (``first_block``, see
-    :func:`~re2tal_mm.rewiring.function_options`) are one function
-    (``'reversible'`` or ``'autograd'``, whatever the memory options), the
-    un-rewired network another."""
-    return function_options(a) == function_options(b)
 
 
 @HOOKS.register_module()
@@ -117,27 +65,3 @@ class RewiringMetaHook(Hook):
             f'{describe(trained)}, but this model is {describe(model_spec)}:'
             f' they compute different functions, so its outputs differ from '
             f'those seen in training. {fix}.')
-
-
-def choose_rewiring(cfg: Config, trained=UNRECORDED, override=None
-                    ) -> Tuple[Optional[dict], str]:
-    """The rewiring to run a model of ``cfg`` with, and why.
-
-    Args:
-        cfg (Config): The model's config.
-        trained (dict | None | str): What the checkpoint records
-            (:func:`checkpoint_rewiring`). Defaults to :data:`UNRECORDED`.
-        override (dict | bool, optional): An explicit choice: a spec, or
-            False to run the backbone un-rewired. Defaults to None.
-
-    Returns:
-        tuple: ``(spec or None, where it came from)``. The order is: the
-        explicit choice, then the checkpoint's record, then the config
-        (``model.rewire``, else its ``RewireBackboneHook``).
-    """
-    if override is not None:
-        return (dict(override) if override else None), 'explicit argument'
-    if trained != UNRECORDED:
-        return trained, 'checkpoint meta'
-    spec, source = rewiring_of_config(cfg)
-    return spec, source or 'the config (no rewiring in it)'

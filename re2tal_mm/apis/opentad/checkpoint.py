@@ -90,7 +90,7 @@ def convert_checkpoint(checkpoint: Mapping, ema: bool = True,
     Raises:
         UnplacedTensorError: A tensor that has no place in our model.
     """
-    from re2tal_mm.engine.rewiring_meta import META_KEY as REWIRING_KEY
+    from re2tal_mm.rewiring.spec import META_KEY as REWIRING_KEY
     is_container = 'state_dict' in checkpoint and isinstance(
         checkpoint['state_dict'], Mapping)
     taken = 'state_dict'
