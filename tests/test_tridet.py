@@ -10,8 +10,8 @@ from mmengine.structures import InstanceData
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
 from re2tal_mm.models.tridet_head import expected_distance, neighbour_responses
 from re2tal_mm.models.tridet_neck import SGPBlock, sgp_large_kernel
-from tests.test_localizer import (WIN, C, K, average_precision, make_video,
-                                  window_sample)
+from re2tal_mm.testing import (WIN, C, K, average_precision, make_video,
+                               window_sample)
 
 from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample

@@ -15,10 +15,10 @@ two synthetic sets (``--data``):
   published clip grid (16 frames every 4), trained on 2304-step windows and
   evaluated whole, as mAP at tIoU 0.3:0.1:0.7 by the plugin's evaluator;
 - ``toy``: random 128-step windows of 12 videos of 256 steps (the generator
-  of ``tests/test_localizer.py``), evaluated on held-out videos of 512 steps
-  by sliding windows (hop 64) merged with Soft-NMS, as mAP at tIoU
-  0.3:0.1:0.9. ``--blur`` makes its boundaries ambiguous (features smoothed
-  in time).
+  of ``re2tal_mm.testing``, which ``tests/test_localizer.py`` uses),
+  evaluated on held-out videos of 512 steps by sliding windows (hop 64)
+  merged with Soft-NMS, as mAP at tIoU 0.3:0.1:0.9. ``--blur`` makes its
+  boundaries ambiguous (features smoothed in time).
 
 ``--proto-scale`` sets the class signal (on ``thumos`` 1.0 was chosen on
 ActionFormer alone, before TriDet ran, for an average mAP near the published
@@ -43,20 +43,18 @@ and TriDet (SGP neck and Trident head)::
 import argparse
 import ast
 import os.path as osp
-import sys
 import time
 
 import numpy as np
 import torch
 
+import re2tal_mm  # noqa: F401  (registers the models)
+from re2tal_mm.testing import (WIN, C, K, average_precision, make_video,
+                               predict_video, window_sample)
+
+from mmaction.registry import MODELS
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-import re2tal_mm  # noqa: F401,E402  (registers the models)
-from tests.test_localizer import (WIN, C, K, average_precision,  # noqa: E402
-                                  make_video, predict_video, window_sample)
-
-from mmaction.registry import MODELS  # noqa: E402
 
 DIMS = 32
 # --data thumos: the published feature grid (16-frame clips every 4 frames;
@@ -279,7 +277,7 @@ def train(model, data, iters, seed, lr=2e-3, batch=4, warmup=0):
 
 class ToyData:
     """Random 128-step windows of 12 videos of 256 steps (the generator of
-    ``tests/test_localizer.py``), held-out videos of 512 steps evaluated by
+    ``re2tal_mm.testing``), held-out videos of 512 steps evaluated by
     sliding windows (hop 64) merged with Soft-NMS; class prototypes of norm
     ~``scale * sqrt(C)`` in noise of std 0.6."""
 
