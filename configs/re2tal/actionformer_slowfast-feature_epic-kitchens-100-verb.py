@@ -15,7 +15,7 @@
 #       --noun-classes EPIC_100_noun_classes.csv \
 #       --video-info EPIC_100_video_info.csv
 # (subsets 'train' / 'validation'; epic_kitchens_100_{verb,noun}.json).
-_base_ = ['../_base_/re2tal_runtime.py']
+_base_ = ['./_base_/re2tal_runtime.py']
 
 data_root = 'data/epic_kitchens_100'
 task = 'verb'
