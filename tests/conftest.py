@@ -41,10 +41,9 @@ def run_python(code, env=None, timeout=300):
 
 @pytest.fixture
 def shared_data():
-    """The real annotation files beside the checkout (skipped when absent)."""
-    if not osp.isdir(SHARED_DATA):
-        pytest.skip(f'shared data not found at {SHARED_DATA}')
-    return SHARED_DATA
+    """The real annotation files beside the checkout (see
+    :func:`shared_path` for when they are absent)."""
+    return shared_path(SHARED_DATA)
 
 
 def free_port():

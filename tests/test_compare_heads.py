@@ -9,10 +9,10 @@ import pytest
 
 from re2tal_mm.structures import TemporalGrid
 
-from .conftest import REPO
+from .conftest import REPO, SHARED_DATA, shared_path
 
 TOOL = osp.join(REPO, 'tools', 'analysis', 'compare_heads.py')
-THUMOS = osp.join(REPO, '..', 'shared', 'data', 'thumos-14')
+THUMOS = osp.join(SHARED_DATA, 'thumos-14')
 
 
 @pytest.fixture(scope='module')
@@ -46,9 +46,8 @@ def test_clip_features_ramp_over_the_clips_the_grid_declares(tool):
     np.testing.assert_allclose(resp / resp.max(), share, atol=1e-5)
 
 
-@pytest.mark.skipif(not osp.isdir(THUMOS), reason='no ../shared/data')
 def test_thumos_layouts_train_on_validation_and_score_test_videos(tool):
-    data = tool.ThumosLayouts(0, 1.0, 0.6, 4, THUMOS)
+    data = tool.ThumosLayouts(0, 1.0, 0.6, 4, shared_path(THUMOS))
     assert len(data.classes) == 20 and 'Ambiguous' not in data.classes
     assert len(data.train) == 200 and len(data.test) == 210
     feat, sample = data.train_sample(np.random.default_rng(0))

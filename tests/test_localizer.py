@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
+from re2tal_mm.evaluation import TALMetric
 from re2tal_mm.structures import pairwise_tiou
 from re2tal_mm.testing import (STEP, WIN, C, K, average_precision, make_video,
                                predict_video, window_sample)
@@ -69,11 +70,7 @@ def train():
 
 
 def tal_metric_map(samples, gts, tmp_path):
-    """mAP@0.5 with the plugin's TALMetric (None while it does not exist)."""
-    try:
-        from re2tal_mm.evaluation import TALMetric
-    except ImportError:
-        return None
+    """mAP@0.5 with the plugin's TALMetric."""
     names = [f'class{k}' for k in range(K)]
     db = {}
     for v, seg, lab in gts:
@@ -111,8 +108,7 @@ def test_feature_mode_training_reaches_map(trained, tmp_path):
           f'{np.round(means, 3).tolist()}')
     assert all(a > b for a, b in zip(means, means[1:])), means
     assert m_ap >= 0.9
-    if metric_map is not None:
-        assert metric_map == pytest.approx(m_ap, abs=1e-6)
+    assert metric_map == pytest.approx(m_ap, abs=1e-6)
 
 
 def test_sliding_window_inference_in_video_seconds(trained):

@@ -8,6 +8,7 @@ import torch
 from mmengine.structures import InstanceData
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
+from re2tal_mm import rewiring
 from re2tal_mm.structures import segment_nms
 
 from mmaction.registry import MODELS
@@ -424,9 +425,6 @@ def test_2d_backbone_with_frames_as_batch_trains_rewired():
 
 
 def test_rewired_reversible_equals_autograd():
-    rewiring = pytest.importorskip('re2tal_mm.rewiring')
-    if not hasattr(rewiring, 'rewire'):
-        pytest.skip('re2tal_mm.rewiring.rewire not available yet')
     torch.manual_seed(0)
     base = _video_model()
     results = []

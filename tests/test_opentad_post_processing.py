@@ -1,14 +1,11 @@
 """OpenTAD post-processing parity (fixtures) and the window merge."""
 import math
-import os
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 
-from re2tal_mm.apis.opentad.post_processing import (fixture_proposals,
-                                                    nms_cfg,
+from re2tal_mm.apis.opentad.post_processing import (fixture_proposals, nms_cfg,
                                                     post_processing_cfg,
                                                     run_post_processing)
 from re2tal_mm.datasets import TALWindowSample, sliding_windows
@@ -16,22 +13,12 @@ from re2tal_mm.evaluation import TALMetric
 from re2tal_mm.models.post_processing import TALPostProcessor
 from re2tal_mm.structures import segment_nms
 
-REF = osp.join(osp.dirname(__file__), '..', '..', 'shared', 'reference',
-               'opentad')
-
-
-def _fixture(name):
-    path = osp.join(REF, name)
-    if not osp.isfile(path):
-        if os.environ.get('CI'):
-            pytest.fail(f'fixture {path} missing')
-        pytest.skip(f'fixture {path} absent')
-    return torch.load(path, weights_only=True)
+from .conftest import opentad_fixture
 
 
 @pytest.mark.parametrize('name', ['actionformer.pth', 'tridet.pth'])
 def test_post_processing_equals_opentad(name):
-    fixture = _fixture(name)
+    fixture = opentad_fixture(name)
     ref = fixture['post_processing']
     props, scores = fixture_proposals(fixture)
     ours = run_post_processing(ref['settings'], ref['metas'], props, scores,
@@ -63,7 +50,7 @@ def test_default_procedure_agrees_on_the_fixtures():
     """Our greedy NMS (exact tIoU) keeps OpenTAD's segments in its order on
     both fixtures; scores within 2e-8 (1e-6 added to lengths: 1e-9)."""
     for name in ('actionformer.pth', 'tridet.pth'):
-        ref = _fixture(name)['post_processing']
+        ref = opentad_fixture(name)['post_processing']
         cfg = dict(nms_cfg(ref['settings']['nms']), procedure='greedy',
                    length_eps=0.)
         for raw in ref['nms_raw']:

@@ -3,8 +3,6 @@ TriDetNeck + TriDetHead: every tensor converted, the same per-level outputs,
 losses and post-processed results; and each option that gives OpenTAD's
 function against our default."""
 import copy
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,20 +16,16 @@ from re2tal_mm.models.tridet_neck import SGPBlock
 
 from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
+from .conftest import opentad_fixture
 
-FIXTURE = (Path(__file__).resolve().parents[1] / '..' / 'shared' /
-           'reference' / 'opentad' / 'tridet.pth')
+FIXTURE = 'tridet.pth'  # in ../shared/reference/opentad
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
 def fixture():
-    if not FIXTURE.exists():
-        if os.environ.get('CI'):
-            pytest.fail(f'{FIXTURE} is missing')
-        pytest.skip(f'{FIXTURE} is missing (OpenTAD reference fixtures)')
-    return torch.load(FIXTURE, weights_only=True)
+    return opentad_fixture(FIXTURE)
 
 
 @pytest.fixture(scope='module')
