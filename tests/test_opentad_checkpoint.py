@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 
 from .conftest import OPENTAD_FIXTURES, REPO, shared_path
+from .opentad_configs import actionformer_config
 
 CONFIG = osp.join(REPO, 'tests', 'data',
                   'tiny_opentad_swin_actionformer_config.py')
@@ -109,27 +110,7 @@ def mim_run(converted, synthetic, tmp_path_factory):
 #: (``e2e_thumos_re2tal_actionformer_swin_tiny.py`` over OpenTAD's
 #: ``_base_/models/actionformer.py``) at projection in_channels 64, width
 #: 32; ``max_seq_len``: the detector length (the window), 32 here
-OPENTAD_DETECTOR = dict(
-    type='ActionFormer',
-    projection=dict(
-        type='Conv1DTransformerProj', in_channels=64, out_channels=32,
-        arch=(2, 2, 5), conv_cfg=dict(kernel_size=3, proj_pdrop=0.0),
-        norm_cfg=dict(type='LN'), attn_cfg=dict(n_head=4, n_mha_win_size=-1),
-        path_pdrop=0.1, use_abs_pe=False, max_seq_len=32),
-    neck=dict(type='FPNIdentity', in_channels=32, out_channels=32,
-              num_levels=6),
-    rpn_head=dict(
-        type='ActionFormerHead', num_classes=20, in_channels=32,
-        feat_channels=32, num_convs=2, cls_prior_prob=0.01,
-        prior_generator=dict(
-            type='PointGenerator', strides=[1, 2, 4, 8, 16, 32],
-            regression_range=[(0, 4), (4, 8), (8, 16), (16, 32), (32, 64),
-                              (64, 10000)]),
-        loss_normalizer=100, loss_normalizer_momentum=0.9,
-        center_sample='radius', center_sample_radius=1.5,
-        label_smoothing=0.0,
-        loss=dict(cls_loss=dict(type='FocalLoss'),
-                  reg_loss=dict(type='DIOULoss'))))
+OPENTAD_DETECTOR = actionformer_config(64, width=32, max_seq_len=32)
 #: the Re2TAL THUMOS post_processing; OpenTAD's test sets sliding_window
 #: for its sliding-window dataset
 OPENTAD_POST_PROCESSING = dict(
