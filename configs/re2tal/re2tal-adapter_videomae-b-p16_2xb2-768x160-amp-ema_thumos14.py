@@ -10,7 +10,7 @@ _base_ = ['./adatad_videomae-b-p16_2xb2-768x160-amp-ema_thumos14.py']
 
 model = dict(
     # piecewise recompute (SDPA head groups, token slices): the lowest
-    # memory and, on ViT, the faster preset (README memory table)
+    # memory (configs/re2tal/README.md memory table)
     rewire=dict(_delete_=True, mode='reversible', memory='floor'),
     # nothing to checkpoint in a reversible stage
     backbone=dict(with_cp=False))

@@ -29,7 +29,9 @@ model = dict(
         window_size=(8, 4, 4), drop_path_rate=0.1, out_indices=(1, )),
     # reversible rewiring, done when the model is built (before load_from,
     # DDP and in every tool that builds it from this config)
-    rewire=dict(mode='reversible'),
+    # 'balanced': the demo's small Swin fits on any CPU; the step time
+    # matters more here than the floor's memory
+    rewire=dict(mode='reversible', memory='balanced'),
     # the actor is a small disc: max pooling over space keeps its features
     # (average pooling over the 8x8 map dilutes them 20-fold)
     spatial_pool='max',

@@ -31,7 +31,14 @@ Modes:
   variant trains (a linear fit on two small runs predicts it, then bisection
   in multiples of ``--frame-unit`` confirms it, each probe a fresh process);
 * ``--profile``: where a step's time goes (forward, backward, and inside the
-  reversible backward the recompute and the per-piece backward).
+  reversible backward the recompute and the per-piece backward);
+* ``--config CONFIG``: the model of a config, built from it as training
+  builds it (its backbone, ``rewire`` spec with its memory preset, frozen
+  norms, neck and head; ``--cfg-options`` overrides, e.g.
+  ``model.rewire.memory=balanced``), one ``loss`` step at the config's own
+  frames and crop or at ``--frames`` / ``--size``, and the figure at the
+  config's own size (measured, or shape arithmetic from the reduced run:
+  ``config_memory.py``). Memory only unless ``--steps`` > 1 asks for time.
 
 Examples::
 
@@ -41,6 +48,9 @@ Examples::
         --budget-gib 8 --max-frames 1024
     python tools/analysis/benchmark_memory.py --models vit-b vit-b-24 \
         --variants full adatad reversible+adapters --frames 128 --size 160
+    python tools/analysis/benchmark_memory.py --config configs/re2tal/\
+re2tal-adapter_videomae-b-p16_2xb2-768x160-amp-ema_thumos14.py \
+        --frames 128 --size 160
 """
 import argparse
 import json
@@ -53,6 +63,8 @@ import time
 from adapter_arithmetic import arithmetic_table, estimate
 from benchmark_models import (ADAPTER_VARIANTS, BUILDERS, CLIP_VITS, INPUTS,
                               WITHOUT_CP, build_backbone, clip_vit)
+from config_memory import (build_config_model, config_floor, config_table,
+                           extrapolate, load_config, own_shape, preset)
 from scan_frames import scan_table, scan_variant
 
 # the default run: the rewiring variants of every backbone
@@ -68,8 +80,16 @@ def parse_args():
                         choices=MODELS)
     parser.add_argument('--variants', nargs='+',
                         default=list(REWIRING_VARIANTS), choices=VARIANTS)
-    parser.add_argument('--frames', nargs='+', type=int, default=[8, 16, 32])
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--frames', nargs='+', type=int,
+                        help='defaults to 8 16 32, with --config to the '
+                        "config's num_frames")
+    parser.add_argument('--size', type=int,
+                        help="defaults to 224, with --config to the config's"
+                        ' crop_size')
+    parser.add_argument('--config', nargs='+',
+                        help='measure the model of these configs')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides of the configs')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--steps', type=int, default=1,
@@ -99,7 +119,11 @@ def parse_args():
     parser.add_argument('--abort-mib', type=float, help=argparse.SUPPRESS)
     parser.add_argument('--timing', action='store_true',
                         help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.config:
+        args.frames = args.frames or [8, 16, 32]
+        args.size = args.size or 224
+    return args
 
 
 def rss_mib(field: str = 'VmRSS') -> float:
@@ -129,7 +153,7 @@ def abort_above(limit_mib: float, base_mib: float) -> None:
 
 def make_input(name, batch, frames, size, device):
     import torch
-    if INPUTS.get(name) == 'NCHW':
+    if name is not None and INPUTS.get(name) == 'NCHW':
         return torch.randn(batch * frames, 3, size, size, device=device)
     return torch.randn(batch, 3, frames, size, size, device=device)
 
@@ -171,6 +195,9 @@ def analytic_floor(name, frames, size, batch, variant=None) -> dict:
 
 def build_variant(args):
     from re2tal_mm.rewiring import rewire
+    if args.config:
+        return build_config_model(load_config(args.config[0],
+                                              args.cfg_options))
     name, variant = args.models[0], args.variant
     if variant in ADAPTER_VARIANTS:
         if name not in CLIP_VITS:
@@ -237,7 +264,7 @@ def measure(args) -> dict:
     ``--timing`` the step time (median over ``--steps``)."""
     import torch
     torch.manual_seed(0)
-    name = args.models[0]
+    name = None if args.config else args.models[0]
     device = torch.device(args.device)
     model = build_variant(args)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -272,24 +299,35 @@ def measure(args) -> dict:
     if not args.timing:
         row.update(model=name, variant=args.variant, frames=args.frames[0],
                    size=args.size, peak_mib=peak - base, trainable=trainable,
-                   adamw_mib=8 * trainable / 2**20,
-                   **analytic_floor(name, args.frames[0], args.size,
-                                    args.batch, args.variant))
+                   adamw_mib=8 * trainable / 2**20)
+        if args.config:
+            row.update(config_floor(load_config(args.config[0],
+                                                args.cfg_options),
+                                    args.frames[0], args.size, args.batch))
+        else:
+            row.update(analytic_floor(name, args.frames[0], args.size,
+                                      args.batch, args.variant))
     if args.profile:
         row['profile'] = profile_step(model, x)
     return row
 
 
 def run_worker(model, variant, frames, args, steps=None,
-               abort_mib=None, timing=False) -> dict:
-    """Measure one configuration in a fresh interpreter (None when it was
-    stopped above ``abort_mib``): its memory with an allocator that gives
-    freed memory back (``MALLOC_MMAP_THRESHOLD_``), or with ``timing`` its
-    step time with the default allocator."""
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', '--models',
-           model, '--variant', variant, '--frames', str(frames), '--size',
-           str(args.size), '--batch', str(args.batch), '--device',
-           args.device, '--steps', str(steps or args.steps)]
+               abort_mib=None, timing=False, config=None) -> dict:
+    """Measure one configuration (or with ``config`` the model of that
+    config file) in a fresh interpreter (None when it was stopped above
+    ``abort_mib``): its memory with an allocator that gives freed memory
+    back (``MALLOC_MMAP_THRESHOLD_``), or with ``timing`` its step time
+    with the default allocator."""
+    cmd = [sys.executable, osp.abspath(__file__), '--worker', '--frames',
+           str(frames), '--size', str(args.size), '--batch', str(args.batch),
+           '--device', args.device, '--steps', str(steps or args.steps)]
+    if config:
+        cmd += ['--config', config]
+        if args.cfg_options:
+            cmd += ['--cfg-options', *args.cfg_options]
+    else:
+        cmd += ['--models', model, '--variant', variant]
     if timing:
         cmd.append('--timing')
     if args.profile and (timing or args.device != 'cpu'):
@@ -305,7 +343,7 @@ def run_worker(model, variant, frames, args, steps=None,
     if proc.returncode == OVER_BUDGET and abort_mib:
         return None
     if proc.returncode != 0:
-        raise RuntimeError(f'{model}/{variant}/{frames} failed:\n'
+        raise RuntimeError(f'{config or model}/{variant}/{frames} failed:\n'
                            f'{proc.stderr[-2000:]}')
     if '--profile' in cmd:
         print(proc.stderr[-6000:], file=sys.stderr)
@@ -428,12 +466,51 @@ def write(args, name, text):
         f.write(text + '\n')
 
 
+def measure_configs(args) -> None:
+    """``--config``: per config, one step of its model (memory; time too
+    when ``--steps`` > 1) at its own frames and size, or at ``--frames`` /
+    ``--size`` and then, by shape arithmetic from a second run (the
+    second ``--frames``, or half the first), at its own."""
+    rows = []
+    for path in args.config:
+        cfg = load_config(path, args.cfg_options)
+        own = own_shape(cfg)
+        frames = args.frames or [own[0]]
+        run = argparse.Namespace(**{**vars(args),
+                                    'size': args.size or own[1]})
+        if (frames[0], run.size) != own and len(frames) == 1:
+            frames = [frames[0] // 2, frames[0]]
+        runs = []
+        for f in frames[:2]:
+            print(f'{osp.basename(path)} {f}x{run.size} ...', end=' ',
+                  flush=True)
+            row = run_worker(None, None, f, run, steps=1, config=path)
+            if args.steps > 1:  # time: another process, default allocator
+                row.update(run_worker(None, None, f, run, timing=True,
+                                      config=path))
+            print(f'{row["peak_mib"]:.0f} MiB', flush=True)
+            runs.append(row)
+        row = dict(runs[-1], config=osp.basename(path), preset=preset(cfg),
+                   **extrapolate(runs, cfg))
+        print(f'at {row["own_frames"]}x{row["own_size"]}: '
+              f'{row["own_mib"]:.0f} MiB ({row["own_how"]})', flush=True)
+        rows.append(row)
+    table = config_table(rows)
+    print(table)
+    with open(osp.join(args.out_dir, 'configs.json'), 'w') as f:
+        json.dump(rows, f, indent=2)
+    write(args, 'configs.md', table)
+
+
 def main():
     args = parse_args()
     if args.worker:
         print(json.dumps(measure(args)))
         return
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.config:
+        measure_configs(args)
+        return
     rows = []
     if args.scan_frames:
         results = []
