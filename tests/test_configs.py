@@ -126,8 +126,9 @@ def shrink(cfg, ann_file, video_dir, work_dir):
         if 'feat_len' in model:
             model['feat_len'] = NUM_FRAMES // stride_t
             if 'max_seq_len' in model.neck:  # OpenTAD's encoder: positions
-                # of the input padded to the largest stride (32)
-                model.neck['max_seq_len'] = -(-model['feat_len'] // 32) * 32
+                # of the input padded to the largest stride (2 ** arch[2])
+                big = 2 ** model.neck.get('arch', (2, 2, 5))[2]
+                model.neck['max_seq_len'] = -(-model['feat_len'] // big) * big
     # ActivityNet recipe: fuse with a fake external classifier file
     post = model.get('post_processor') or {}
     if 'external_classifier' in post:
@@ -257,6 +258,10 @@ def test_config_trains_one_iteration(config, fake_data, tmp_path):
             num_classes = 200
         elif 'epic-kitchens-100' in config:  # verb / noun classes
             assert num_classes == (300 if config.endswith('noun.py') else 97)
+        elif config.endswith('_multithumos.py'):
+            assert num_classes == 65
+        elif config.endswith('_charades.py'):
+            assert num_classes == 157
         else:
             assert num_classes == 20
     ann, videos = fake_data(num_classes)
@@ -353,7 +358,11 @@ def test_feature_config_trains_one_iteration(config, tmp_path):
     cfg.train_dataloader.dataset['data_prefix'] = dict(feature=str(folder))
     val_ds_cfg = Config.fromfile(config).val_dataloader.dataset
     val_ds_cfg.update(ann_file=ann, data_prefix=dict(feature=str(folder)),
-                      subset=None, window_duration=window)
+                      subset=None)
+    # resized videos (FineAction): one window a video, no sliding windows
+    sliding = val_ds_cfg.get('sliding_window', False)
+    if sliding:
+        val_ds_cfg.update(window_duration=window)
     _shrink_pipeline(val_ds_cfg.pipeline)
 
     check = _StepCheck()
@@ -361,7 +370,8 @@ def test_feature_config_trains_one_iteration(config, tmp_path):
     runner.register_hook(check, priority='LOWEST')
     with DefaultScope.overwrite_default_scope('mmaction'):
         val_ds = DATASETS.build(val_ds_cfg)
-        assert len(val_ds) > 2  # sliding windows over both videos
+        # sliding windows over both videos, or one a resized video
+        assert len(val_ds) > 2 if sliding else len(val_ds) == 2
         sample = val_ds[0]
         assert sample['inputs'].shape == (cfg.model.neck.in_channels,
                                           NUM_FRAMES)

@@ -13,15 +13,20 @@ from mmengine.config import Config
 from tests.conftest import REPO
 
 PROTOCOL = {'epic-kitchens-100': 'epic-kitchens-100',
-            'charades': 'charades'}
+            'charades': 'charades', 'multithumos': 'multithumos',
+            'ego4d-mq': 'ego4d-mq', 'hacs': 'activitynet',
+            'fineaction': 'activitynet'}
 DATASET_CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', 're2tal', '*.py'))
     if any(d in osp.basename(p) for d in PROTOCOL))
-EPIC_E2E = [p for p in DATASET_CONFIGS if '-feature_' not in p]
+EPIC_E2E = [p for p in DATASET_CONFIGS
+            if '-feature_' not in p and 'epic-kitchens-100' in p]
+# AdaTAD's MultiTHUMOS / Charades recipes: (frames, stride, classes)
+ADATAD_E2E = {'multithumos': (768, 4, 65), 'charades': (512, 4, 157)}
 
 
 def test_configs_present_and_protocols():
-    assert len(DATASET_CONFIGS) >= 5 and len(EPIC_E2E) == 2
+    assert len(DATASET_CONFIGS) >= 10 and len(EPIC_E2E) == 2
     assert not osp.exists(osp.join(REPO, 'configs', 're2tal', 'datasets'))
     for path in DATASET_CONFIGS:
         cfg = Config.fromfile(path)
@@ -62,3 +67,26 @@ def test_epic_end_to_end_windowing(config):
             160, (160, 160))
     assert cfg.train_dataloader.dataset.subset == 'train'
     assert cfg.val_dataloader.dataset.sliding_window
+
+
+@pytest.mark.parametrize('dataset', sorted(ADATAD_E2E))
+def test_adatad_multilabel_end_to_end(dataset):
+    """MultiTHUMOS / Charades: AdaTAD's windows (every 4th frame at
+    160x160, VideoMAE-L with an adapter in each of its 24 blocks, one
+    detector position a frame), rewired reversible at a named preset."""
+    from re2tal_mm.rewiring.base import MEMORY
+    (config, ) = [p for p in DATASET_CONFIGS
+                  if p.endswith(f'_{dataset}.py') and '-feature_' not in p]
+    frames, stride, classes = ADATAD_E2E[dataset]
+    cfg = Config.fromfile(config)
+    assert cfg.model.rewire == dict(mode='reversible', memory='floor')
+    assert cfg.model.rewire['memory'] in MEMORY
+    bb = cfg.model.backbone
+    assert (bb.embed_dims, bb.depth) == (1024, 24) and not bb.with_cp
+    assert cfg.model.feat_len == cfg.model.neck.max_seq_len == frames
+    assert cfg.model.head.num_classes == classes
+    assert len(cfg.model.head.strides) == 1 + cfg.model.neck.arch[2]
+    for key in ('train_dataloader', 'val_dataloader'):
+        (win, ) = [t for t in cfg[key].dataset.pipeline
+                   if t.type == 'TALWindowSample']
+        assert (win.num_steps, win.frame_stride) == (frames, stride)
