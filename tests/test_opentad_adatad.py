@@ -125,7 +125,7 @@ def test_adatad_init():
 
 def test_pieces_equal_the_whole(fixture):
     from re2tal_mm.reversible.pieces import add_at_, take
-    from re2tal_mm.rewiring.common import temporal_adapter_functions
+    from re2tal_mm.rewiring.temporal_adapter import temporal_adapter_functions
     model = backbone(fixture)
     for m in temporal_adapters(model):
         m.context = ClipGrid(3, 2, 4, 2)

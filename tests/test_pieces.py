@@ -9,9 +9,10 @@ from re2tal_mm.reversible import (Piece, ResidualFunction, num_pieces,
                                   reversible_chain, rewired_loop, split_range)
 from re2tal_mm.reversible.pieces import add_at_, take
 from re2tal_mm.rewiring import rewire, rewired_stages, unwire
-from re2tal_mm.rewiring.common import conv_halo
+from re2tal_mm.rewiring.pieces import conv_halo
 from re2tal_mm.rewiring.resnet3d import ResNet3dAdapter
-from re2tal_mm.rewiring.swin import LazyMask, block_functions
+from re2tal_mm.rewiring.swin import LazyMask
+from re2tal_mm.rewiring.swin import layer_functions as block_functions
 
 from mmaction.models.backbones import ResNet3d, SwinTransformer3D
 

@@ -9,7 +9,8 @@ from re2tal_mm.reversible import (ResidualFunction, reconstruction_error,
                                   reversible_chain, rewired_loop)
 from re2tal_mm.rewiring import (is_rewired, rewire, rewired_stages,
                                 rewiring_summary, unwire)
-from re2tal_mm.rewiring.swin import LazyMask, block_functions
+from re2tal_mm.rewiring.swin import LazyMask
+from re2tal_mm.rewiring.swin import layer_functions as block_functions
 
 from mmaction.models.backbones import ResNet3dSlowFast, SwinTransformer3D
 

@@ -174,7 +174,7 @@ def test_reversible_adapter_grads_equal_autograd(options):
 
 
 def test_rewired_chain_has_the_adapter_functions():
-    from re2tal_mm.rewiring.vit import block_functions
+    from re2tal_mm.rewiring.vit import chain_functions as block_functions
     model = tiny()
     fns = block_functions(list(model.blocks), dict(attention='upstream',
                                                    pieces=1))
@@ -211,7 +211,7 @@ def test_temporal_adapter_pieces_equal_the_whole():
     """Split (rows of the token grid, every time step) as the reversible
     engine computes it: the pieces add up to the whole branch."""
     from re2tal_mm.reversible.pieces import add_at_, take
-    from re2tal_mm.rewiring.common import temporal_adapter_functions
+    from re2tal_mm.rewiring.temporal_adapter import temporal_adapter_functions
     model = tiny()
     randomize_up(model)
     set_temporal_context(model, ClipGrid(2, 2, 2, 2))

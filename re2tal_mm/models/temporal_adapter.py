@@ -29,10 +29,11 @@ learnable).
 Rewired (``rewire(vit)``), a block with a temporal adapter contributes a
 third residual function to the one reversible stage of the ViT (see
 ``re2tal_mm/rewiring/vit.py``), followed by one that adds nothing and keeps
-the two streams' roles (``KEEP_STREAMS`` in ``rewiring/common.py``), so
-zero-initialised temporal adapters leave the rewired backbone's function
-exactly as it was too; unrewired, :class:`ClipViTBlock` runs block and
-temporal adapter, optionally checkpointed (the AdaTAD baseline).
+the two streams' roles (``KEEP_STREAMS`` in
+``rewiring/temporal_adapter.py``), so zero-initialised temporal adapters
+leave the rewired backbone's function exactly as it was too; unrewired,
+:class:`ClipViTBlock` runs block and temporal adapter, optionally
+checkpointed (the AdaTAD baseline).
 """
 import math
 from typing import List, NamedTuple, Optional, Sequence
@@ -44,7 +45,7 @@ from mmengine.model import (BaseModule, constant_init, normal_init,
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from re2tal_mm.rewiring.common import mlp_half
+from re2tal_mm.rewiring.halves import mlp_half
 from re2tal_mm.rewiring.vit import ATTENTION, attention_half
 
 from mmaction.models.backbones.vit_mae import Block, VisionTransformer

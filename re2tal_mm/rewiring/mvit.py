@@ -30,34 +30,22 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mmaction.models.backbones.mvit import MViT
-from ..reversible import ResidualFunction, RewiredStage
+from ..reversible import RewiredStage
 from .base import (FLOOR_PIECES, Adapter, StageSpec, Undo, patch_forwards,
                    register_adapter)
-from .common import mlp_half, split_asked, split_mlp_half
+from .halves import block_functions
 
 
-def attention_half(block, size, x: Tensor) -> Tensor:
+def pooled_attention_half(block, size, x: Tensor) -> Tensor:
     """``drop_path(attn(norm1(x), size))`` (pooled-query residual inside)."""
     return block.drop_path(block.attn(block.norm1(x), size)[0])
-
-
-def block_functions(blocks: Sequence, size, options: dict) -> List:
-    """Two residual functions per block, in chain order."""
-    split = split_asked(options)
-    functions = []
-    for blk in blocks:
-        functions.append(ResidualFunction(partial(attention_half, blk, size),
-                                          [blk]))
-        functions.append(ResidualFunction(
-            partial(mlp_half, blk), [blk],
-            partial(split_mlp_half, blk, options) if split else None))
-    return functions
 
 
 def chain_forward(blocks: Sequence, stage: RewiredStage, x: Tensor,
                   size) -> Tuple[Tensor, tuple]:
     """``forward`` of the first block of a run: the run's chain."""
-    return stage(block_functions(blocks, size, stage.options), x), size
+    return stage(block_functions(blocks, stage.options,
+                                 pooled_attention_half, size), x), size
 
 
 def checkpointed_block(block, x: Tensor, size):

@@ -13,7 +13,7 @@ own ``with_cp`` is not used inside the chain. Options: see
 """
 from mmaction.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from .base import register_adapter
-from .common import ResLayerAdapter, resnet_branch, resnet_branch_layers
+from .resnet import ResLayerAdapter, resnet_branch, resnet_branch_layers
 
 
 def is_chainable(block) -> bool:

@@ -14,7 +14,7 @@ non-local block or a downsample are left as they are. Options: see
 from mmaction.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d,
                                                 ResNet3d)
 from .base import register_adapter
-from .common import ResLayerAdapter, resnet_branch, resnet_branch_layers
+from .resnet import ResLayerAdapter, resnet_branch, resnet_branch_layers
 
 
 def is_chainable(block) -> bool:

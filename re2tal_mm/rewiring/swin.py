@@ -2,12 +2,13 @@
 
 Each ``SwinTransformerBlock3D`` gives two residual functions, built from the
 block's own methods: the attention half ``drop_path(forward_part1(x,
-mask))`` and the MLP half ``forward_part2(x)``. ``BasicLayer.forward`` is
-re-expressed (:func:`rewired_layer_forward`: the block loop becomes the
-chain, the stage's shifted-window mask is built only when a whole-tensor
-call needs it); ``tests/test_rewiring_zoo.py`` pins it to the upstream
-forward in float64. The patch embedding, ``PatchMerging`` and the output
-norms stay non-reversible.
+mask))`` and the MLP half ``forward_part2(x)`` (listed by
+:func:`.halves.block_functions`, as ViT's and MViT's).
+``BasicLayer.forward`` is re-expressed (:func:`rewired_layer_forward`: the
+block loop becomes the chain, the stage's shifted-window mask is built
+only when a whole-tensor call needs it); ``tests/test_rewiring_zoo.py``
+pins it to the upstream forward in float64. The patch embedding,
+``PatchMerging`` and the output norms stay non-reversible.
 
 Options (none changes the function computed):
 
@@ -42,8 +43,9 @@ from ..reversible import (Piece, ResidualFunction, RewiredStage, num_pieces,
                           split_range)
 from .base import (FLOOR_PIECES, Adapter, StageSpec, patch_forwards,
                    register_adapter)
-from .common import piece_bytes, split_asked
-from .swin_pieces import split_attention_half, split_mlp_half
+from .halves import block_functions
+from .pieces import piece_bytes, split_asked
+from .swin_pieces import split_mlp_boxes, split_window_attention
 
 
 def windows_per_call_attention(attn, n: int, x: Tensor,
@@ -94,7 +96,7 @@ class LazyMask:
         return self.mask
 
 
-def attention_half(block, mask: LazyMask, x: Tensor) -> Tensor:
+def window_attention_half(block, mask: LazyMask, x: Tensor) -> Tensor:
     """``drop_path(forward_part1(x, mask))`` of one Swin block."""
     _, shift_size = get_window_size(x.shape[1:4], block.window_size,
                                     block.shift_size)
@@ -103,24 +105,24 @@ def attention_half(block, mask: LazyMask, x: Tensor) -> Tensor:
                                                else None))
 
 
-def mlp_half(block, x: Tensor) -> Tensor:
-    """``forward_part2(x)``: ``drop_path(MLP(norm2(x)))``."""
+def part2_mlp_half(block, x: Tensor) -> Tensor:
+    """``forward_part2(x)``: ``drop_path(MLP(norm2(x)))``, the block's own
+    method (so a patched upstream reaches it)."""
     return block.forward_part2(x)
 
 
-def block_functions(layer: BasicLayer, mask: LazyMask,
+def half_modules(block) -> tuple:
+    """The modules of each half of a Swin block."""
+    return [block.norm1, block.attn], [block.norm2, block.mlp]
+
+
+def layer_functions(layer: BasicLayer, mask: LazyMask,
                     options: dict) -> Sequence[ResidualFunction]:
     """The residual functions of a ``BasicLayer`` in chain order."""
-    split = split_asked(options)
-    functions = []
-    for blk in layer.blocks:
-        functions.append(ResidualFunction(
-            partial(attention_half, blk, mask), [blk.norm1, blk.attn],
-            partial(split_attention_half, blk, options) if split else None))
-        functions.append(ResidualFunction(
-            partial(mlp_half, blk), [blk.norm2, blk.mlp],
-            partial(split_mlp_half, blk, options) if split else None))
-    return functions
+    return block_functions(layer.blocks, options, window_attention_half,
+                           mask, split_attention=split_window_attention,
+                           mlp=part2_mlp_half, split_mlp=split_mlp_boxes,
+                           modules=half_modules)
 
 
 # ------------------------------------------------- non-reversible layers
@@ -168,7 +170,7 @@ def rewired_layer_forward(layer: BasicLayer, stage: RewiredStage, x: Tensor,
     Wp = int(np.ceil(W / window_size[2])) * window_size[2]
     mask = LazyMask(Dp, Hp, Wp, window_size, shift_size, x.device)
     fused = stage.options['fuse_merging']
-    x = stage(block_functions(layer, mask, stage.options), x,
+    x = stage(layer_functions(layer, mask, stage.options), x,
               merging_tail(layer.downsample, stage.options) if fused
               else None)
     if layer.downsample is not None and do_downsample and not fused:

@@ -4,8 +4,9 @@ Window attention, LayerNorm and MLP are local, so a function of a rewired
 Swin stage can be computed over pieces of its input and still give exactly
 the whole result: the attention half over boxes of whole windows of the
 shifted (rolled and padded) frame, split along time, height, then width; the
-MLP half over slices of time then height. A function's drop-path mask is
-drawn once and shared by its pieces. Used by :mod:`.swin`.
+MLP half (:func:`.halves.mlp_piece`) over slices of time then height. A
+function's drop-path mask is drawn once and shared by its pieces. Used by
+:mod:`.swin`.
 """
 from functools import partial
 from typing import List
@@ -16,7 +17,8 @@ from torch import Tensor
 from mmaction.models.backbones.swin import (get_window_size, window_partition,
                                             window_reverse)
 from ..reversible import Piece, num_pieces, split_range
-from .common import apply_drop_path, draw_drop_path, piece_bytes
+from .halves import apply_drop_path, draw_drop_path, mlp_piece
+from .pieces import piece_bytes
 
 
 class AxisPiece:
@@ -95,7 +97,7 @@ def piece_mask(pd, ph, pw, window_size, device) -> Tensor:
         diff != 0, float(-100.0))
 
 
-def attention_piece(block, shifted, window_size, drop, axes, xp):
+def window_attention_piece(block, shifted, window_size, drop, axes, xp):
     """The attention half on one box of whole shifted windows.
 
     ``xp`` holds the existing rows of the box (time x height x width, one
@@ -116,7 +118,8 @@ def attention_piece(block, shifted, window_size, drop, axes, xp):
     return apply_drop_path(y, drop)
 
 
-def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
+def split_window_attention(block, options: dict,
+                           x: Tensor) -> List[Piece]:
     """Pieces of the attention half: boxes of whole windows in the shifted
     frame, split along time first, then height, then width."""
     B, D, H, W, C = x.shape
@@ -142,15 +145,10 @@ def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
                 if not (pd.valid and ph.valid and pw.valid):
                     continue
                 index = (slice(None), pd.read, ph.read, pw.read)
-                fn = partial(attention_piece, block, shifted, window_size,
-                             drop, (pd, ph, pw))
+                fn = partial(window_attention_piece, block, shifted,
+                             window_size, drop, (pd, ph, pw))
                 pieces.append(Piece(index, index, fn))
     return pieces
-
-
-def mlp_piece(block, drop, x):
-    """The MLP half on a piece of tokens."""
-    return apply_drop_path(block.mlp(block.norm2(x)), drop)
 
 
 def token_boxes(x: Tensor, parts: int):
@@ -163,7 +161,7 @@ def token_boxes(x: Tensor, parts: int):
             for h0, h1 in split_range(H, h_parts)]
 
 
-def split_mlp_half(block, options: dict, x: Tensor) -> List[Piece]:
+def split_mlp_boxes(block, options: dict, x: Tensor) -> List[Piece]:
     """Pieces of the MLP half: boxes of tokens along time, then height."""
     drop = draw_drop_path(block.drop_path, x)
     fn = partial(mlp_piece, block, drop)

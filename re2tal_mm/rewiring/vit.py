@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmaction.models.backbones.vit_mae import VisionTransformer
-from ..reversible import Piece, ResidualFunction, RewiredStage, num_pieces
+from ..reversible import Piece, RewiredStage, num_pieces
 from .base import FLOOR_PIECES, Adapter, StageSpec, register_adapter
-from .common import (apply_drop_path, batch_head_pieces, draw_drop_path,
-                     layer_scaled, mlp_half, piece_bytes, split_asked,
-                     split_mlp_half, temporal_adapter_functions)
+from .halves import (apply_drop_path, batch_head_pieces, block_functions,
+                     draw_drop_path, layer_scaled)
+from .pieces import piece_bytes
+from .temporal_adapter import temporal_adapter_functions
 
 ATTENTION = ('upstream', 'sdpa')
 
@@ -86,27 +87,20 @@ def split_attention_half(block, options: dict, x: Tensor) -> List[Piece]:
         num_pieces(x, options['pieces'], piece_bytes(options)))
 
 
-def block_functions(blocks: Sequence, options: dict) -> List:
-    """Two residual functions per block, in chain order. The whole block
-    is each function's module, so layer-scale gammas get gradients."""
-    split = split_asked(options)
+def chain_functions(blocks: Sequence, options: dict) -> List:
+    """Two residual functions per block (then its temporal adapter's), in
+    chain order. The whole block is each function's module, so layer-scale
+    gammas get gradients."""
     attention = options['attention']
-    functions = []
-    for blk in blocks:
-        functions.append(ResidualFunction(
-            partial(attention_half, blk, attention), [blk],
-            partial(split_attention_half, blk, options)
-            if split and attention == 'sdpa' else None))
-        functions.append(ResidualFunction(
-            partial(mlp_half, blk), [blk],
-            partial(split_mlp_half, blk, options) if split else None))
-        functions.extend(temporal_adapter_functions(blk, options))
-    return functions
+    return block_functions(
+        blocks, options, attention_half, attention,
+        split_attention=split_attention_half if attention == 'sdpa'
+        else None, extra=temporal_adapter_functions)
 
 
 def chain_forward(blocks: Sequence, stage: RewiredStage, x: Tensor):
     """``forward`` of the first block: the chain of all blocks."""
-    return stage(block_functions(blocks, stage.options), x)
+    return stage(chain_functions(blocks, stage.options), x)
 
 
 @register_adapter

@@ -14,7 +14,7 @@ without squeeze-excitation (its global pooling is not local).
 """
 from mmaction.models.backbones.x3d import X3D, BlockX3D
 from .base import register_adapter
-from .common import ResLayerAdapter
+from .resnet import ResLayerAdapter
 
 
 def residual_branch(block: BlockX3D, x):

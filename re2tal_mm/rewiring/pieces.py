@@ -1,0 +1,92 @@
+"""Piecewise recompute: the options that ask for it, and the pieces of a
+convolution branch.
+
+* :func:`piece_bytes` / :func:`split_asked`: what the ``pieces`` /
+  ``piece_mib`` options of every adapter ask for;
+* :func:`conv_halo` / :func:`split_branch`: a branch made of local layers
+  recomputed piece by piece along dimension 2 (time for 3D inputs, height
+  for 2D ones), each piece read with the halo its kernels need.
+"""
+from functools import partial
+from typing import Callable, List, Optional, Sequence
+
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+from ..reversible import Piece, num_pieces, split_range
+
+
+def piece_bytes(options: dict) -> Optional[int]:
+    """``piece_mib`` of the options in bytes (None when unset)."""
+    mib = options.get('piece_mib')
+    return int(mib * 2**20) if mib else None
+
+
+def split_asked(options: dict) -> bool:
+    """Whether the options ask for piecewise recompute."""
+    return int(options.get('pieces') or 1) > 1 or \
+        bool(options.get('piece_mib'))
+
+
+# --------------------------------------------------- convolution branches
+# layers a branch may hold and stay local along dimension 2 (BatchNorm only
+# in eval mode: batch statistics are not local)
+POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
+             nn.Sigmoid, nn.Identity, nn.Dropout)
+
+
+def conv_halo(block: nn.Module, branch: Sequence[nn.Module]) -> Optional[int]:
+    """Rows of dimension 2 a branch needs on each side of a slice: the sum
+    of its kernels' radii along that dimension; None when the branch is not
+    local (a stride, uneven padding, pooling, batch statistics, or a layer
+    of unknown reach).
+
+    Args:
+        block (nn.Module): The block (for its branch's submodules).
+        branch (Sequence[nn.Module]): The branch's top-level layers.
+    """
+    halo = 0
+    for top in branch:
+        for m in top.modules():
+            if isinstance(m, _ConvNd):
+                k, s = m.kernel_size[0], m.stride[0]
+                p, d = m.padding[0], m.dilation[0]
+                if s != 1 or k % 2 == 0 or isinstance(p, str) or \
+                        p != d * (k - 1) // 2 or m.padding_mode != 'zeros':
+                    return None
+                halo += p
+            elif isinstance(m, _BatchNorm):
+                if m.training:
+                    return None
+            elif not list(m.children()) and not isinstance(m, POINTWISE) \
+                    and type(m).__name__ not in LOCAL_LEAVES:
+                return None
+    return halo
+
+
+# leaves known to act within each (N, C, H, W) sample or along the batch
+# (TSM's shift folds clips into the batch), by class name: mmcv's Swish
+LOCAL_LEAVES = {'Swish'}
+
+
+def branch_piece(branch: Callable, start: int, length: int,
+                 x: Tensor) -> Tensor:
+    """``branch`` on a slice with halo, cropped to the ``length`` rows from
+    ``start`` (relative to the slice)."""
+    return branch(x).narrow(2, start, length)
+
+
+def split_branch(branch: Callable, halo: int, options: dict,
+                 x: Tensor) -> List[Piece]:
+    """Pieces of a branch: slices of dimension 2 read with their halo."""
+    T = x.shape[2]
+    pieces = []
+    for t0, t1 in split_range(T, num_pieces(x, options.get('pieces'),
+                                            piece_bytes(options))):
+        a, b = max(t0 - halo, 0), min(t1 + halo, T)
+        pieces.append(Piece(
+            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(t0, t1)),
+            partial(branch_piece, branch, t0 - a, t1 - t0)))
+    return pieces
