@@ -6,8 +6,14 @@ writes one entry per video, ``<feature_dir>/<video_id>.json`` beside
 :class:`~re2tal_mm.datasets.LoadTALFeature` reads them, so the feature grid
 (``fps``, ``feature_stride``, ``center``) is never guessed. Files are written
 atomically (a temporary file of the same folder, then ``os.replace``).
+
+This module is the manifest's one home: the format, the entry's fields
+(:func:`manifest_entry`), the settings digest that decides whether a video
+is done, and the reading and writing; the extractor
+(:mod:`re2tal_mm.apis.features`) and the tool import it from here.
 """
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -19,6 +25,43 @@ import numpy as np
 MANIFEST_FORMAT = 're2tal-features/1'
 #: Name of the merged manifest in a feature folder.
 MANIFEST_NAME = 'manifest.json'
+#: The grid formula, written into every entry for the reader's benefit.
+GRID_FORMULA = 'time of feature i = (i + center) * feature_stride / fps s'
+#: What an entry copies from the extractor's ``info``.
+EXTRACTOR_KEYS = ('config', 'model', 'backbone', 'checkpoint',
+                  'checkpoint_sha256', 'seed', 'rewiring', 'spatial_pool',
+                  'frames_as_batch', 'mean', 'std', 'to_rgb')
+
+
+def settings_digest(settings: dict) -> str:
+    """Short sha256 of the settings that determine the features (the key a
+    finished video's entry must match to be skipped on a rerun)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def manifest_entry(video_id: str, video_file: str, info: dict, extractor,
+                   settings: dict) -> dict:
+    """The manifest entry of one video (format :data:`MANIFEST_FORMAT`).
+
+    Args:
+        video_id (str): The video's id (its features: ``<video_id>.npy``).
+        video_file (str): The video the features were made from.
+        info (dict): What the extraction loop returns about the features
+            (fps, grid, clip layout...).
+        extractor: The feature extractor (a
+            :class:`~re2tal_mm.apis.features.BackboneFeatures`): its
+            ``info`` gives :data:`EXTRACTOR_KEYS`.
+        settings (dict): The settings that determine the features, kept
+            as their :func:`settings_digest`.
+    """
+    entry = dict(format=MANIFEST_FORMAT, video_id=video_id,
+                 feature_file=video_id + '.npy', video_file=video_file,
+                 dtype='float32', grid=GRID_FORMULA)
+    entry.update(info)
+    entry.update({k: extractor.info.get(k) for k in EXTRACTOR_KEYS})
+    entry['settings_sha256'] = settings_digest(settings)
+    return entry
 
 
 def sidecar_path(feature_dir: str, video_id: str) -> str:
