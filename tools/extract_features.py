@@ -245,13 +245,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from re2tal_mm.apis.features import (build_feature_extractor,
                                          extract_video_features,
                                          feature_settings, list_videos,
-                                         manifest_entry, settings_digest,
                                          shard_of)
     from re2tal_mm.datasets.feature_manifest import (MANIFEST_NAME,
                                                      finished_entry,
+                                                     manifest_entry,
                                                      merge_manifest,
                                                      remove_stale_temps,
                                                      save_npy_atomic,
+                                                     settings_digest,
                                                      sidecar_path,
                                                      write_json_atomic)
     if args.threads:
