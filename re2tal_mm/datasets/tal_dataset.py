@@ -5,7 +5,9 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.fileio import join_path
 from mmengine.logging import MMLogger
+from mmengine.utils import is_abs
 
 from mmaction.datasets import BaseActionDataset
 from mmaction.registry import DATASETS
@@ -22,6 +24,24 @@ DECODE_ERRORS = (OSError, ValueError)
 _FIX_HINT = ('run tools/data/check_dataset.py on the config and pass its '
              'skip_list.txt as the dataset\'s skip_list, or set '
              'skip_undecodable=True on the dataset')
+
+
+def join_data_root(data_root: Optional[str],
+                   path: Optional[str]) -> Optional[str]:
+    """``path`` under ``data_root``, joined as MMEngine's ``BaseDataset``
+    joins its ``ann_file`` and ``data_prefix`` (an absolute path or a URL
+    unchanged).
+
+    Args:
+        data_root (str, optional): The dataset's ``data_root``.
+        path (str, optional): A path of the dataset's config.
+
+    Returns:
+        str, optional: The joined path (``path`` itself without either).
+    """
+    if not data_root or not path or is_abs(path):
+        return path
+    return join_path(data_root, path)
 
 
 def read_skip_list(skip_list: Union[str, Sequence[str]]) -> List[str]:
@@ -195,9 +215,7 @@ class TALDataset(BaseActionDataset):
         self._skip_counts = torch.zeros(65, dtype=torch.int64).share_memory_()
         self.skipped_videos = Counter()  # of this process only
         if classes is None:  # the file's own list, else its sorted labels
-            path = ann_file  # joined with data_root as MMEngine will
-            if kwargs.get('data_root') and not osp.isabs(path):
-                path = osp.join(kwargs['data_root'], path)
+            path = join_data_root(kwargs.get('data_root'), ann_file)
             classes = load_json(path).get('classes') or class_names_of(
                 load_activitynet_json(path, clip=False))
         self.classes = list(classes)

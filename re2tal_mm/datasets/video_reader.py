@@ -6,14 +6,16 @@ the keyframe before the first requested frame and decodes forward.
 """
 import logging
 from fractions import Fraction
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
 
-# Frames that the end of a stream may fall short of the count derived from
-# its container's duration (the last frame's duration is often rounded).
-_END_SLACK = 2
+#: Frames that the decoded end of a stream may fall short of the count
+#: derived from its container's duration (the last frame's duration is often
+#: rounded): the reader shows the last decoded frame for them, and
+#: ``tools/data/check_dataset.py`` accepts such a video.
+END_SLACK_FRAMES = 2
 
 
 class PyAVVideoReader:
@@ -193,10 +195,68 @@ class PyAVVideoReader:
             if start is not None:
                 return None
             raise IOError(f'{self.filename}: no frame could be decoded')
-        if self.total_frames - 1 - prev <= _END_SLACK:
+        if self.total_frames - 1 - prev <= END_SLACK_FRAMES:
             for i in wanted[pos:]:  # a duration rounded up at the end
                 found[i] = shown.to_ndarray(format='rgb24')
             return found
         raise IOError(f'{self.filename} ends at frame {prev} but its '
                       f'container reports {self.total_frames} frames; '
-                      f'frame {wanted[pos]} requested (truncated file?)')
+                      f'frame {wanted[pos]} requested (truncated or corrupt '
+                      'file?)')
+
+
+def open_video(path: str, opener: Optional[Callable] = None,
+               backends: Optional[Sequence[str]] = None,
+               num_threads: int = 1) -> dict:
+    """Open ``path`` for its metadata (no frame is decoded).
+
+    The one probe of a video's header that inference, feature extraction
+    and the dataset checker share.
+
+    Args:
+        path (str): Video file.
+        opener (Callable, optional): The transforms that open it (e.g. the
+            head of a test pipeline, up to its ``TALVideoInit``). Defaults
+            to None (a ``TALVideoInit`` of ``backends``).
+        backends (Sequence[str], optional): Backends of that
+            ``TALVideoInit``. Defaults to None (its default).
+        num_threads (int): Decoding threads of that ``TALVideoInit``.
+            Defaults to 1.
+
+    Returns:
+        dict: The results of the opener: ``video_reader``,
+        ``total_frames``, ``avg_fps``, ``decode_backend`` ...; an
+        ``IOError`` naming ``path`` if it has no frames or no frame rate.
+    """
+    if opener is None:
+        from .transforms import TALVideoInit
+        opener = TALVideoInit(num_threads=num_threads, **(
+            {} if backends is None else dict(backends=backends)))
+    res = opener(dict(filename=path))
+    if not res.get('avg_fps') or res.get('total_frames', 0) <= 0:
+        raise IOError(f'cannot decode video {path} (no frames or no fps)')
+    return res
+
+
+def decode_ends(reader) -> dict:
+    """Decode the first and the last frame of an opened video.
+
+    Args:
+        reader: A :class:`PyAVVideoReader` or a decord ``VideoReader``.
+
+    Returns:
+        dict: ``frames``, ``fps``, ``duration`` (s, ``frames / fps``),
+        ``width``, ``height``, ``last_frame`` (the last frame index) and
+        ``decoded_end`` (s). The reader's errors (a stream ending more than
+        :data:`END_SLACK_FRAMES` frames before its container's count) pass
+        through.
+    """
+    frames, fps = len(reader), float(reader.get_avg_fps())
+    if frames <= 0:
+        raise ValueError('no frames')
+    for index in (0, frames - 1):  # apart: PyAV seeks to the last one
+        last = reader.get_batch([index])
+        last = last[0] if isinstance(last, list) else last.asnumpy()[0]
+    return dict(fps=fps, duration=frames / fps, frames=frames,
+                width=int(last.shape[1]), height=int(last.shape[0]),
+                last_frame=frames - 1, decoded_end=frames / fps)

@@ -39,22 +39,9 @@ SPLITS = ('train', 'val', 'test')
 STATUSES = ('missing', 'undecodable', 'duration_mismatch', 'fps_mismatch',
             'ok')
 UNUSABLE = ('missing', 'undecodable')
-#: Frames the decoded end of a video may fall short of its container's
-#: frame count (as the training reader allows).
-END_SLACK_FRAMES = 2
 
 
 # --------------------------------------------------------------- datasets
-
-
-def _is_abs(path: str) -> bool:
-    return osp.isabs(path) or '://' in path
-
-
-def _join(root: Optional[str], path: Optional[str]) -> Optional[str]:
-    if not root or not path or _is_abs(path):
-        return path
-    return osp.join(root, path)
 
 
 def _leaf_datasets(cfg) -> list:
@@ -92,6 +79,7 @@ def dataset_specs(cfg, splits: Sequence[str]) -> List[dict]:
         ``splits`` (the splits using it) and ``feature_stride`` / ``fps``
         of a ``LoadTALFeature`` in its pipeline config.
     """
+    from re2tal_mm.datasets.tal_dataset import join_data_root
     specs = OrderedDict()
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
@@ -105,12 +93,12 @@ def dataset_specs(cfg, splits: Sequence[str]) -> List[dict]:
             folder = prefix.get('feature' if feature else 'video', '') or ''
             subset = ds.get('subset')
             spec = dict(
-                ann_file=_join(root, ds['ann_file']),
+                ann_file=join_data_root(root, ds['ann_file']),
                 subset=list(subset) if isinstance(subset, (list, tuple))
                 else subset,
                 modality=modality,
                 suffix=ds.get('suffix') or ('.npy' if feature else '.mp4'),
-                folder=_join(root, folder) if folder else (root or ''))
+                folder=join_data_root(root, folder) or root or '')
             for t in ds.get('pipeline') or []:
                 if isinstance(t, dict) and t.get('type') == 'LoadTALFeature':
                     spec.update(feature_stride=t.get('feature_stride', 1.0),
@@ -170,82 +158,37 @@ def _captured_stderr():
 def _probe_pyav(path: str) -> dict:
     """Metadata and the first / last frames of ``path`` with PyAV."""
     import av
+
+    from re2tal_mm.datasets.video_reader import PyAVVideoReader, decode_ends
     try:
         av.logging.set_level(av.logging.PANIC)  # errors come as exceptions
     except AttributeError:  # pragma: no cover - older PyAV
         pass
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError('no video stream')
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate:
-            raise ValueError('the container reports no frame rate')
-        fps, tb = float(rate), float(stream.time_base)
-        start = stream.start_time or 0
-        if stream.duration:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration = container.duration / 1e6
-        else:
-            duration = None
-        frames = int(stream.frames) or (
-            int(round(duration * fps)) if duration else None)
-        out = dict(backend='pyav', fps=fps, duration=duration,
-                   frames=frames, width=stream.codec_context.width,
-                   height=stream.codec_context.height)
-        first = next(iter(container.decode(stream)), None)
-        if first is None:
-            raise ValueError('no frame could be decoded')
-        first.to_ndarray(format='rgb24')
-        # the last frame: seek to a keyframe a little before the end and
-        # decode to the end of the stream
-        tail = max(2.0, 4.0 / fps)
-        sought = bool(duration and duration > tail)
-        if sought:
-            container.seek(start + int((duration - tail) / tb),
-                           stream=stream, backward=True)
-        last = None if sought else first
-        for frame in container.decode(stream):
-            last = frame
-        if last is None:
-            raise ValueError('no frame after a seek near the end '
-                             f'({duration:.2f} s) could be decoded '
-                             '(truncated or corrupt file?)')
-        last.to_ndarray(format='rgb24')
-        pts = start if last.pts is None else last.pts
-        index = int(round((pts - start) * tb * fps))
-        out.update(last_frame=index, decoded_end=(index + 1) / fps)
-        if frames is None:
-            out.update(frames=index + 1, duration=(index + 1) / fps)
-        elif frames - 1 - index > END_SLACK_FRAMES:
-            raise ValueError(
-                f'decoding stops at frame {index} ({(index + 1) / fps:.2f} '
-                f's) but the container reports {frames} frames '
-                f'({out["duration"]:.2f} s): truncated or corrupt file')
-        return out
+    reader = PyAVVideoReader(path)
+    try:
+        return dict(decode_ends(reader), backend='pyav')
+    except (IOError, IndexError) as exc:  # the reader's own, naming path
+        raise ValueError(str(exc)) from exc
+    finally:
+        reader.close()
 
 
 def _probe_decord(path: str) -> dict:
     import decord
+
+    from re2tal_mm.datasets.video_reader import decode_ends
     failure = None
     with _captured_stderr() as captured:
         try:
-            reader = decord.VideoReader(path, num_threads=1)
-            frames, fps = len(reader), float(reader.get_avg_fps())
-            if frames <= 0:
-                raise ValueError('no frames')
-            ends = reader.get_batch([0, frames - 1]).asnumpy()
+            out = dict(decode_ends(decord.VideoReader(path, num_threads=1)),
+                       backend='decord')
         except Exception as exc:  # noqa: BLE001 - decord's errors vary
             failure = exc
     if failure is not None:
         said = captured[0].splitlines()[-1] if captured[0] else ''
         raise ValueError(f'{type(failure).__name__}: {failure}'.strip() +
                          (f' ({said})' if said else ''))
-    return dict(backend='decord', fps=fps, duration=frames / fps,
-                frames=frames, width=int(ends.shape[2]),
-                height=int(ends.shape[1]), last_frame=frames - 1,
-                decoded_end=frames / fps)
+    return out
 
 
 def probe_video(path: str) -> dict:
