@@ -17,6 +17,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
+from re2tal_mm.datasets.video_reader import open_video
 from re2tal_mm.datasets.windows import video_windows
 
 # plotting moved to .visualization; still importable from here
@@ -132,28 +133,6 @@ def _split_pipeline(steps: Sequence,
     return Compose(built[:cut]), Compose(built[cut:])
 
 
-def _probe(path: str, head=None) -> dict:
-    """Open ``path`` for its metadata (no frame is decoded).
-
-    Args:
-        path (str): Video file.
-        head (Callable, optional): The transforms that open it. Defaults to
-            None (a default ``TALVideoInit``).
-
-    Returns:
-        dict: The results of ``head``: ``video_reader``, ``total_frames``,
-        ``avg_fps``, ``decode_backend`` ...; an ``IOError`` naming ``path``
-        if it has no frames or no frame rate.
-    """
-    if head is None:
-        from mmaction.registry import TRANSFORMS
-        head = TRANSFORMS.build(dict(type='TALVideoInit'))
-    res = head(dict(filename=path))
-    if not res.get('avg_fps') or res.get('total_frames', 0) <= 0:
-        raise IOError(f'cannot decode video {path} (no frames or no fps)')
-    return res
-
-
 def _window_options(ds_cfg, sliding_window: Optional[bool],
                     window_duration: Optional[float],
                     window_overlap: Optional[float],
@@ -267,7 +246,7 @@ def localize_video(model: torch.nn.Module, video_path: str,
                  gt_segments=np.zeros((0, 2), np.float32),
                  gt_labels=np.zeros((0, ), np.int64), test_mode=True,
                  ignored_segments=np.zeros((0, 2), np.float32))
-    opened = _probe(video_path, head if head.transforms else None)
+    opened = open_video(video_path, head if head.transforms else None)
     fps = float(opened['avg_fps'])
     entry.update(duration=opened['total_frames'] / fps, fps=fps)
     # what the head added (the reader and its metadata) joins every window

@@ -17,15 +17,6 @@ VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v',
                     '.mpg', '.mpeg', '.flv', '.wmv', '.3gp')
 
 
-def _open_video(path: str, backends: Sequence[str], num_threads: int):
-    from re2tal_mm.datasets.transforms import TALVideoInit
-    res = TALVideoInit(backends=backends, num_threads=num_threads)(
-        dict(filename=path))
-    if not res.get('avg_fps'):
-        raise IOError(f'cannot decode video {path}: no frame rate')
-    return res
-
-
 class _FrameCache:
     """Decoded, resized frames of a video, the latest batch's kept (clips
     of consecutive batches overlap)."""
@@ -111,7 +102,9 @@ def extract_video_features(
         stride = default_stride(clip_len, frame_interval, temporal_pool)
     if temporal_pool == 'none' and stride != span:
         feature_grid(clip_len, frame_interval, stride, 'none', 1)  # raises
-    opened = _open_video(video_path, backends, num_threads)
+    from re2tal_mm.datasets.video_reader import open_video
+    opened = open_video(video_path, backends=backends,
+                        num_threads=num_threads)
     total, fps = int(opened['total_frames']), float(opened['avg_fps'])
     starts = clip_starts(total, clip_len, frame_interval, stride)
     inds = clip_frame_indices(starts, clip_len, frame_interval, total)
