@@ -64,7 +64,8 @@ from adapter_arithmetic import arithmetic_table, estimate
 from benchmark_models import (ADAPTER_VARIANTS, BUILDERS, CLIP_VITS, INPUTS,
                               WITHOUT_CP, build_backbone, clip_vit)
 from config_memory import (build_config_model, config_floor, config_table,
-                           extrapolate, load_config, own_shape, preset)
+                           extrapolate, load_config, own_shape, preset,
+                           stream_floor)
 from scan_frames import scan_table, scan_variant
 
 # the default run: the rewiring variants of every backbone
@@ -165,32 +166,12 @@ def analytic_floor(name, frames, size, batch, variant=None) -> dict:
     seen by running the rewired model on the ``meta`` device), the input
     clip, and one gradient per trainable parameter. Float32.
     """
-    import torch
-
-    from re2tal_mm.reversible import RewiredStage
     from re2tal_mm.rewiring import rewire
     model = clip_vit(name, variant) if variant in ADAPTER_VARIANTS else \
         build_backbone(name, False)
     model = rewire(model.to('meta'), 'autograd')
-    sizes, call = [], RewiredStage.__call__
-
-    def seen(stage, functions, x, tail=None):
-        sizes.append(x.numel())
-        return call(stage, functions, x, tail)
-
-    x = make_input(name, batch, frames, size, 'meta')
-    RewiredStage.__call__ = seen
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        RewiredStage.__call__ = call
-    grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    mib = 4 / 2**20
-    streams = 2 * sum(sizes) * mib
-    return dict(streams_mib=streams, input_mib=x.numel() * mib,
-                grads_mib=grads * mib,
-                floor_mib=streams + x.numel() * mib + grads * mib)
+    return stream_floor(model, model,
+                        make_input(name, batch, frames, size, 'meta'))
 
 
 def build_variant(args):

@@ -105,24 +105,23 @@ def build_config_model(cfg) -> nn.Module:
     return LocalizerStep(model).train()
 
 
-def config_floor(cfg, frames: int, size: int, batch: int = 1) -> Dict:
-    """The analytic floor of a step of the config's model: two float32
-    streams per rewired stage (their shapes from a forward of the backbone
-    on the ``meta`` device), the input clip and one gradient per trainable
-    parameter (backbone, neck and head)."""
+def stream_floor(model: nn.Module, forward, x: torch.Tensor) -> Dict:
+    """Bytes a reversible step of ``model`` cannot do without: two float32
+    streams per rewired stage (their shapes seen while ``forward(x)`` runs,
+    on the ``meta`` device), the input ``x`` and one gradient per trainable
+    parameter. Used by ``benchmark_memory.py`` for a backbone and here for
+    a config's whole model."""
     from re2tal_mm.reversible import RewiredStage
-    model = build_config_model(cfg).to('meta')
     sizes, call = [], RewiredStage.__call__
 
-    def seen(stage, functions, x, tail=None):
-        sizes.append(x.numel())
-        return call(stage, functions, x, tail)
+    def seen(stage, functions, inputs, tail=None):
+        sizes.append(inputs.numel())
+        return call(stage, functions, inputs, tail)
 
-    x = torch.empty(batch, 3, frames, size, size, device='meta')
     RewiredStage.__call__ = seen
     try:
         with torch.no_grad():
-            model.localizer.backbone(x)
+            forward(x)
     finally:
         RewiredStage.__call__ = call
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -131,6 +130,14 @@ def config_floor(cfg, frames: int, size: int, batch: int = 1) -> Dict:
     return dict(streams_mib=streams, input_mib=x.numel() * mib,
                 grads_mib=grads * mib,
                 floor_mib=streams + x.numel() * mib + grads * mib)
+
+
+def config_floor(cfg, frames: int, size: int, batch: int = 1) -> Dict:
+    """The analytic floor of a step of the config's model (backbone, neck
+    and head: :func:`stream_floor`)."""
+    model = build_config_model(cfg).to('meta')
+    x = torch.empty(batch, 3, frames, size, size, device='meta')
+    return stream_floor(model, model.localizer.backbone, x)
 
 
 def extrapolate(rows: List[Dict], cfg) -> Dict:
