@@ -1,4 +1,9 @@
-"""TALDataset: temporal action localization from videos or features."""
+"""TALDataset: temporal action localization from videos or features.
+
+One concept, the dataset, with what decides which samples it yields (the
+subset, the sliding test windows, the skip list and the policy for missing
+or undecodable files): hence over 400 lines.
+"""
 import os.path as osp
 from collections import Counter
 from typing import Callable, List, Optional, Sequence, Union

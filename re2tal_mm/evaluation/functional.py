@@ -1,8 +1,10 @@
 """Temporal action detection AP: the ActivityNet protocol and THUMOS-14's.
 
 One vectorized implementation, used by :class:`TALMetric` and
-``tools/eval_detection.py``. The ground truth is taken as given (no clipping
-to the video, no dropping of empty segments), like the official evaluators.
+``tools/eval_detection.py`` (one concept, the AP of detections against a
+ground truth, with each protocol's matching rules: hence over 400 lines).
+The ground truth is taken as given (no clipping to the video, no dropping of
+empty segments), like the official evaluators.
 
 ``protocol='activitynet'`` (default) follows ``Evaluation/eval_detection.py``
 and ``Evaluation/utils.py`` of github.com/activitynet/ActivityNet
