@@ -51,9 +51,10 @@ from re2tal_mm.datasets.epic_kitchens import (NUM_NOUNS, TASKS,
 from re2tal_mm.evaluation.functional import (PROTOCOLS, THUMOS_TIOU_THRESHOLDS,
                                              default_tiou_thresholds,
                                              evaluate_detection,
-                                             format_ap_table, name_some)
+                                             format_ap_table)
 from re2tal_mm.evaluation.recall import (EGO4D_TOP_K, recall_metrics,
                                          topkx_recall)
+from re2tal_mm.structures.reporting import name_some
 
 PREFIX = 'v_'  # ActivityNet ids are YouTube ids, files are v_<id>.mp4
 DEFAULT_SUBSET = dict(thumos14='test')  # others: validation

@@ -255,6 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                      settings_digest,
                                                      sidecar_path,
                                                      write_json_atomic)
+    from re2tal_mm.structures.reporting import name_some
     if args.threads:
         torch.set_num_threads(args.threads)
     videos = list_videos(args.video_dir, args.ann_file, args.subset,
@@ -291,7 +292,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         (done if state == 'done' else other if state == 'other' else
          todo).append((vid, path))
     if other and not args.overwrite:
-        names = ', '.join(v for v, _ in other[:5])
+        names = name_some([v for v, _ in other], quote=False)
         raise SystemExit(
             f'{len(other)} video(s) of {args.out} were extracted with other '
             f'settings (e.g. {names}); pass --overwrite to re-extract them, '

@@ -19,6 +19,7 @@ from mmengine.logging import print_log
 from re2tal_mm.structures.activitynet import (  # noqa: F401 (re-exported)
     MAX_NAMED_SEGMENTS, class_names_of, clean_segments, dump_activitynet_json,
     load_activitynet_json, load_json, strip_prefix)
+from re2tal_mm.structures.reporting import name_some
 
 #: THUMOS-14 test videos whose annotations are known to be wrong; G-TAD and
 #: most THUMOS tooling leave them out (210 test videos remain).
@@ -195,9 +196,9 @@ def convert_gtad_thumos(annotation_csvs: Dict[str, str],
             parts.append(
                 f'duration = last segment end and fps = {default_fps:g} '
                 f'ASSUMED for {len(guessed)} ({why}; e.g. '
-                f'{", ".join(guessed[:3])}; a video runs longer than its '
-                'last segment: tools/data/check_dataset.py compares with '
-                'the files)')
+                f'{name_some(guessed, limit=3, quote=False)}; a video runs '
+                'longer than its last segment: tools/data/check_dataset.py '
+                'compares with the files)')
         if excluded[subset]:
             parts.append(f'left out (known bad annotations): '
                          f'{", ".join(sorted(excluded[subset]))}')

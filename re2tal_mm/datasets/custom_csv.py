@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.logging import print_log
 
+from re2tal_mm.structures.reporting import name_some
+
 #: the CSV's required columns
 COLUMNS = ('video', 'start', 'end', 'label')
 #: extensions tried for a ``video`` given without one
@@ -41,7 +43,7 @@ def read_class_file(path: str) -> List[str]:
         names = [line.strip() for line in f if line.strip()]
     dup = [c for c, n in Counter(names).items() if n > 1]
     if dup:
-        raise ValueError(f'{path}: classes listed twice: {dup[:5]}')
+        raise ValueError(f'{path}: classes listed twice: {name_some(dup)}')
     if not names:
         raise ValueError(f'{path}: no class names')
     return names
@@ -274,5 +276,6 @@ def _summarize(csv_file, video_dir, database, classes, suffix, past,
     print_log(f'read {csv_file}: subsets by {how}; duration and fps from '
               f'each video\'s header; suffix {suffix!r}; dropped nothing'
               + (f'; {len(unused)} video file(s) in {video_dir} have no '
-                 f'row (left out), e.g. {unused[:3]}' if unused else ''),
+                 f'row (left out): {name_some(unused, limit=3)}'
+                 if unused else ''),
               logger=logger)

@@ -24,6 +24,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 from mmengine.logging import print_log
 
+from re2tal_mm.structures.reporting import name_some
+
 from .annotations import load_json
 
 #: the release's split names -> our subsets
@@ -92,7 +94,7 @@ def convert_ego4d_mq(moments_jsons: Mapping[str, str],
     if classes is not None:
         unknown = sorted(set(names) - set(classes))
         if unknown:
-            raise ValueError(f'labels {unknown[:5]} are not in the class '
-                             'list given')
+            raise ValueError(f'labels {name_some(unknown)} are not in '
+                             'the class list given')
         names = list(classes)
     return database, names

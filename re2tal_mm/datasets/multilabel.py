@@ -25,6 +25,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 from mmengine.logging import print_log
 
+from re2tal_mm.structures.reporting import name_some
+
 from .annotations import load_json
 
 #: Charades' class ids, ``c000`` .. ``c156``
@@ -72,7 +74,7 @@ def read_charades_classes(path: Optional[str]) -> List[str]:
                 names[cid] = name.strip() or cid
     missing = [c for c in CHARADES_CLASSES if c not in names]
     if missing:
-        raise ValueError(f'{path}: classes {missing[:5]} missing '
+        raise ValueError(f'{path}: classes {name_some(missing)} missing '
                          f'({len(names)} read; expected c000..c156)')
     return [names[c] for c in CHARADES_CLASSES]
 

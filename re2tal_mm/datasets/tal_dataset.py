@@ -14,14 +14,13 @@ from mmengine.fileio import join_path
 from mmengine.logging import MMLogger
 from mmengine.utils import is_abs
 
+from re2tal_mm.structures.reporting import name_some
+
 from mmaction.datasets import BaseActionDataset
 from mmaction.registry import DATASETS
 from .annotations import class_names_of, load_activitynet_json, load_json
 from .windows import sliding_windows  # noqa: F401 - its old home
 from .windows import WINDOW_COUNTS, check_windows, video_windows
-
-#: Videos named in a log message; the rest are counted.
-MAX_NAMED_VIDEOS = 5
 
 #: Errors of a loading transform that ``skip_undecodable`` skips.
 DECODE_ERRORS = (OSError, ValueError)
@@ -68,13 +67,6 @@ def read_skip_list(skip_list: Union[str, Sequence[str]]) -> List[str]:
     with open(skip_list, encoding='utf-8') as f:
         ids = [line.split('#', 1)[0].strip() for line in f]
     return [v for v in ids if v]
-
-
-def _name_some(names: Sequence[str], limit: int = MAX_NAMED_VIDEOS) -> str:
-    names = list(names)
-    text = ', '.join(names[:limit])
-    return text + (f' and {len(names) - limit} more'
-                   if len(names) > limit else '')
 
 
 def is_loading_transform(transform) -> bool:
@@ -308,13 +300,13 @@ class TALDataset(BaseActionDataset):
                     'check_dataset.py writes one)')
             logger.warning(
                 f'skipped {len(missing)} missing file(s): '
-                f'{", ".join(missing[:20])}')
+                f'{name_some(missing, limit=20, quote=False)}')
         if short_only:
             logger.info(
                 f'min_segment_ratio={self.min_segment_ratio}: '
                 f'{len(short_only)} training video(s) of {self.ann_file} '
                 'have only shorter segments and are left out: '
-                f'{_name_some(short_only)}')
+                f'{name_some(short_only, quote=False)}')
         if self.skip_ids:
             self._log_skip_list(left_out, len(database), logger)
         if not data_list:
@@ -341,7 +333,7 @@ class TALDataset(BaseActionDataset):
                 f'{len(absent)} of the {len(self.classes)} classes have no '
                 f'segment in {where}{self.ann_file} (as loaded: clipped, '
                 f'skipped videos left out), so training never sees them: '
-                f'{_name_some(absent)}')
+                f'{name_some(absent, quote=False)}')
 
     def _log_skip_list(self, left_out, total, logger):
         where = f'subset {self.subset!r} of ' if self.subset else ''
@@ -350,7 +342,7 @@ class TALDataset(BaseActionDataset):
         msg = (f'left out {len(left_out)} of {total} video(s) of '
                f'{where}{self.ann_file} listed in {source}')
         if left_out:
-            msg += f': {_name_some(left_out)}'
+            msg += f': {name_some(left_out, quote=False)}'
         others = len(self.skip_ids) - len(left_out)
         if others:
             msg += f' ({others} other id(s) of the list are not in it)'
@@ -426,7 +418,7 @@ class TALDataset(BaseActionDataset):
                 f'skip_undecodable: skipped {what}: {reason}; another '
                 f'sample replaces it ({count} sample(s) skipped so far by '
                 'all dataloader workers; by this one: '
-                f'{_name_some(list(self.skipped_videos))})')
+                f'{name_some(self.skipped_videos, quote=False)})')
 
     def prepare_data(self, idx: int) -> Optional[dict]:
         """The pipeline's output, None if it could not load the sample

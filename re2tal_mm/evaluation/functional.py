@@ -94,6 +94,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from re2tal_mm.structures.reporting import name_some
+
 #: the official default, ``np.linspace(0.5, 0.95, 10)``, unrounded (its 9th
 #: value is 0.8999999999999999, which a tIoU of that double meets)
 ANET_TIOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10).tolist())
@@ -111,8 +113,6 @@ DATASET_TIOU_THRESHOLDS = {
     'multithumos': (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 }
 PROTOCOLS = ('activitynet', 'thumos14') + tuple(DATASET_TIOU_THRESHOLDS)
-#: how many labels / videos a warning names
-MAX_NAMES = 5
 
 
 def default_tiou_thresholds(protocol: str = 'activitynet') -> tuple:
@@ -138,16 +138,6 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     mrec = np.concatenate([np.zeros((t, 1)), recall, np.ones((t, 1))], 1)
     mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
     return ((mrec[:, 1:] - mrec[:, :-1]) * mprec[:, 1:]).sum(1)
-
-
-def name_some(names: Sequence, counts: Optional[Mapping] = None,
-              limit: int = MAX_NAMES) -> str:
-    """``'a', 'b' (3), ... and 4 more``: the first ``limit`` names."""
-    names = list(names)
-    shown = [repr(n) + (f' ({counts[n]})' if counts is not None else '')
-             for n in names[:limit]]
-    more = len(names) - limit
-    return ', '.join(shown) + (f' and {more} more' if more > 0 else '')
 
 
 def _warn(msg, logger):

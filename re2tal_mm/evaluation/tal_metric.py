@@ -12,10 +12,11 @@ from mmengine.logging import MMLogger
 from re2tal_mm.structures import clip_segments, segment_nms
 from re2tal_mm.structures.activitynet import (class_names_of,
                                               load_activitynet_json)
+from re2tal_mm.structures.reporting import name_some
 
 from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
-                         format_ap_table, name_some)
+                         format_ap_table)
 from .recall import EGO4D_TOP_K, recall_metrics, topkx_recall
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from re2tal_mm.rewiring import apply_rewiring
 from re2tal_mm.structures import TemporalGrid
+from re2tal_mm.structures.reporting import name_some
 
 from mmaction.registry import MODELS
 from .pooling import SPATIAL_POOLS, pool_backbone_outputs
@@ -59,7 +60,7 @@ def report_backbone_loading(model, state_dict, prefix, *args) -> None:
         logger.info(f'{len(new)} temporal adapter tensors are new (not in '
                     'the checkpoint): they keep their initialisation')
     if missing or wrong:
-        names = ', '.join((missing + wrong)[:8])
+        names = name_some(missing + wrong, limit=8, quote=False)
         logger.warning(
             f'{len(missing)} backbone tensors missing from the checkpoint '
             f'and {len(wrong)} of another shape (e.g. {names}): they keep '
