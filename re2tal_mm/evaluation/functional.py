@@ -88,13 +88,12 @@ Matching is independent between (video, class) groups, so the k-th
 prediction (ActivityNet) or ground truth (THUMOS-14) of every group is
 processed at once: the loops run over ranks within a group.
 """
-import warnings
 from collections import Counter
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from re2tal_mm.structures.reporting import name_some
+from re2tal_mm.structures.reporting import name_some, warn
 
 #: the official default, ``np.linspace(0.5, 0.95, 10)``, unrounded (its 9th
 #: value is 0.8999999999999999, which a tIoU of that double meets)
@@ -138,13 +137,6 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     mrec = np.concatenate([np.zeros((t, 1)), recall, np.ones((t, 1))], 1)
     mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
     return ((mrec[:, 1:] - mrec[:, :-1]) * mprec[:, 1:]).sum(1)
-
-
-def _warn(msg, logger):
-    if logger is None:
-        warnings.warn(msg, stacklevel=3)
-    else:
-        logger.warning(msg)
 
 
 def _flatten_predictions(predictions):
@@ -321,8 +313,11 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
             at true positives), or a dataset of
             :data:`DATASET_TIOU_THRESHOLDS` (ActivityNet's rules; only the
             default thresholds differ). Defaults to ``'activitynet'``.
-        logger (logging.Logger | None): Where warnings go (``warning()``);
-            ``warnings.warn`` if None. Defaults to None.
+        logger (logging.Logger | str | None): Where warnings go, as for
+            :func:`~re2tal_mm.structures.reporting.warn` (an object's
+            ``warning()``, a ``print_log`` name); ``warnings.warn`` (and
+            the current MMEngine logger's log files) if None. Defaults to
+            None.
         warn_unseen_videos (bool): Warn about predicted videos that are not
             in the ground truth. Defaults to True.
 
@@ -360,24 +355,24 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
     unknown = Counter(lb for lb in labels if lb not in cls_index)
     num_ignored = sum(unknown.values())
     if num_ignored:
-        _warn(f'{num_ignored} prediction(s) with a label that is not a '
-              f'ground-truth class were ignored: '
-              f'{name_some([lb for lb, _ in unknown.most_common()], unknown)}',
-              logger)
+        warn(f'{num_ignored} prediction(s) with a label that is not a '
+             f'ground-truth class were ignored: '
+             f'{name_some([lb for lb, _ in unknown.most_common()], unknown)}',
+             logger)
     unseen = [v for v, ps in predictions.items()
               if v not in vid_index and len(ps)]
     if unseen and warn_unseen_videos:
         n_unseen = sum(len(predictions[v]) for v in unseen)
-        _warn(f'{len(unseen)} of {len(predictions)} predicted video(s) are '
-              f'not in the ground truth; their {n_unseen} prediction(s) '
-              f'count as false positives (as in the official evaluator): '
-              f'{name_some(unseen)}', logger)
+        warn(f'{len(unseen)} of {len(predictions)} predicted video(s) are '
+             f'not in the ground truth; their {n_unseen} prediction(s) '
+             f'count as false positives (as in the official evaluator): '
+             f'{name_some(unseen)}', logger)
     if protocol == 'thumos14' and ground_truth and not any(
             'ambiguous' in v for v in ground_truth.values()):
-        _warn('protocol thumos14: the ground truth has no "ambiguous" '
-              'regions, so no detection is spared as ambiguous (the '
-              'official tool reads them from Ambiguous_<subset>.txt; the '
-              'THUMOS-14 converter keeps them)', logger)
+        warn('protocol thumos14: the ground truth has no "ambiguous" '
+             'regions, so no detection is spared as ambiguous (the '
+             'official tool reads them from Ambiguous_<subset>.txt; the '
+             'THUMOS-14 converter keeps them)', logger)
 
     p_cls = np.fromiter((cls_index.get(lb, -1) for lb in labels), np.int64,
                         len(labels))

@@ -15,9 +15,10 @@ the file), so it sits in the bottom layer.
 import json
 import logging
 import os.path as osp
-import warnings
 from collections import OrderedDict
 from typing import Optional, Tuple, Union
+
+from .reporting import warn
 
 
 def load_json(path):
@@ -51,29 +52,6 @@ def _fmt_time(t):
 
 def _fmt_segment(s, e):
     return f'[{_fmt_time(s)}, {_fmt_time(e)}]'
-
-
-def _warn(msg, logger=None):
-    """Warn through ``logger``, else ``warnings.warn`` plus the log files.
-
-    Without a logger the message is a ``UserWarning`` (shown once on stderr)
-    and is also written to the file handlers of MMEngine's current logger,
-    so that it reaches a runner's work_dir log without being printed twice.
-    """
-    from mmengine.logging import MMLogger, print_log
-    if logger is not None:
-        print_log(msg, logger=logger, level=logging.WARNING)
-        return
-    warnings.warn(msg, stacklevel=3)
-    current = MMLogger.get_current_instance()
-    files = [h for h in current.handlers
-             if isinstance(h, logging.FileHandler)]
-    if files:
-        record = current.makeRecord(current.name, logging.WARNING,
-                                    __file__, 0, msg, None, None)
-        for handler in files:
-            if record.levelno >= handler.level:
-                handler.handle(record)
 
 
 def clean_segments(database: dict, source: str = '<memory>',
@@ -143,7 +121,7 @@ def clean_segments(database: dict, source: str = '<memory>',
         lines.append('  Check these videos\' "duration" (tools/data/'
                      'check_dataset.py compares it with the video files) '
                      'and their segment times.')
-        _warn('\n'.join(lines), logger)
+        warn('\n'.join(lines), logger)
     return clipped, dropped
 
 
