@@ -661,6 +661,7 @@ def test_tal_metric_official_ground_truth_protocol_and_logger(tmp_path):
     text = '\n'.join(records.messages)
     assert "'q' (1)" in text  # the unknown label, named
     assert "'zz'" in text and 'not in the ground truth' in text
+    assert text.count('not in the ground truth') == 1  # said once
     assert "have no prediction" in text and "'c'" in text
     # clipping on demand (not the official metric): (90, 100) vs (90, 120)
     with pytest.warns(UserWarning, match='1 segment.*clipped'):

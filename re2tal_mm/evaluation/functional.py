@@ -89,7 +89,7 @@ prediction (ActivityNet) or ground truth (THUMOS-14) of every group is
 processed at once: the loops run over ranks within a group.
 """
 from collections import Counter
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -137,6 +137,43 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     mrec = np.concatenate([np.zeros((t, 1)), recall, np.ones((t, 1))], 1)
     mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
     return ((mrec[:, 1:] - mrec[:, :-1]) * mprec[:, 1:]).sum(1)
+
+
+def unseen_videos(ground_truth: Mapping[str, Any],
+                  predictions: Mapping[str, Sequence]) -> List[str]:
+    """The predicted videos (with predictions) not in the ground truth."""
+    return [v for v, ps in predictions.items()
+            if v not in ground_truth and len(ps)]
+
+
+def warn_of_unseen_videos(ground_truth: Mapping[str, Any],
+                          predictions: Mapping[str, Sequence],
+                          logger: Optional[Any] = None,
+                          stacklevel: int = 3) -> List[str]:
+    """Warn that predictions of videos not in the ground truth count as
+    false positives (as in the official evaluator), naming a few.
+
+    Args:
+        ground_truth (Mapping): ``video_id -> info`` of the evaluated
+            subset.
+        predictions (Mapping): ``video_id -> [prediction]``.
+        logger (logging.Logger | str | None): Where the warning goes, as
+            for :func:`~re2tal_mm.structures.reporting.warn`. Defaults to
+            None.
+        stacklevel (int): As for ``warn``, counted from this function.
+            Defaults to 3 (the caller of the function that calls it).
+
+    Returns:
+        list[str]: The unseen videos (:func:`unseen_videos`).
+    """
+    unseen = unseen_videos(ground_truth, predictions)
+    if unseen:
+        n_unseen = sum(len(predictions[v]) for v in unseen)
+        warn(f'{len(unseen)} of {len(predictions)} predicted video(s) are '
+             f'not in the ground truth; their {n_unseen} prediction(s) '
+             f'count as false positives (as in the official evaluator): '
+             f'{name_some(unseen)}', logger, stacklevel + 1)
+    return unseen
 
 
 def _flatten_predictions(predictions):
@@ -319,7 +356,8 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
             the current MMEngine logger's log files) if None. Defaults to
             None.
         warn_unseen_videos (bool): Warn about predicted videos that are not
-            in the ground truth. Defaults to True.
+            in the ground truth (:func:`warn_of_unseen_videos`; False: the
+            caller has said so). Defaults to True.
 
     Returns:
         dict: ``tiou_thresholds``, ``mAP`` (list per threshold),
@@ -359,14 +397,9 @@ def evaluate_detection(ground_truth: Mapping[str, dict],
              f'ground-truth class were ignored: '
              f'{name_some([lb for lb, _ in unknown.most_common()], unknown)}',
              logger)
-    unseen = [v for v, ps in predictions.items()
-              if v not in vid_index and len(ps)]
-    if unseen and warn_unseen_videos:
-        n_unseen = sum(len(predictions[v]) for v in unseen)
-        warn(f'{len(unseen)} of {len(predictions)} predicted video(s) are '
-             f'not in the ground truth; their {n_unseen} prediction(s) '
-             f'count as false positives (as in the official evaluator): '
-             f'{name_some(unseen)}', logger)
+    unseen = (warn_of_unseen_videos(ground_truth, predictions, logger)
+              if warn_unseen_videos else
+              unseen_videos(ground_truth, predictions))
     if protocol == 'thumos14' and ground_truth and not any(
             'ambiguous' in v for v in ground_truth.values()):
         warn('protocol thumos14: the ground truth has no "ambiguous" '

@@ -16,7 +16,7 @@ from re2tal_mm.structures.reporting import name_some
 
 from mmaction.registry import METRICS
 from .functional import (default_tiou_thresholds, evaluate_detection,
-                         format_ap_table)
+                         format_ap_table, warn_of_unseen_videos)
 from .recall import EGO4D_TOP_K, recall_metrics, topkx_recall
 
 
@@ -292,14 +292,8 @@ class TALMetric(BaseMetric):
                            f'{where}{ann_file} have no prediction '
                            f'(their ground truth counts as missed): '
                            f'{name_some(missing)}')
-        unseen = [v for v, preds in merged.items() if v not in gt and preds]
-        if unseen:  # said here: dropping absent classes may empty them
-            n_unseen = sum(len(merged[v]) for v in unseen)
-            logger.warning(
-                f'{len(unseen)} of {len(merged)} predicted video(s) are not '
-                f'in the ground truth; their {n_unseen} prediction(s) count '
-                'as false positives (as in the official evaluator): '
-                f'{name_some(unseen)}')
+        # said here: dropping absent classes may empty them
+        warn_of_unseen_videos(gt, merged, logger)
         scored = self._drop_absent_classes(merged, gt, list(names),
                                            ann_file, logger)
         res = evaluate_detection(gt, scored, self.tiou_thresholds,
