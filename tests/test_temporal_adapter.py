@@ -230,13 +230,16 @@ def test_temporal_adapter_pieces_equal_the_whole():
 def test_rewiring_keeps_what_trains():
     """Freezing happens at construction: rewiring (what the hook and the
     DDP wrapper do later) leaves requires_grad as it is, so the hook's DDP
-    refusal (which compares trainable names) is not triggered."""
-    from re2tal_mm.engine.rewire_hook import trainable_names
+    refusal (on the parameters the rewiring report lists as frozen) is not
+    triggered."""
+    from re2tal_mm.rewiring import rewiring_report
+    from re2tal_mm.rewiring.rewire import trainable_names
     model = tiny()
     before = trainable_names(model)
     for mode, memory in (('reversible', 'floor'), ('autograd', 'fast')):
         rewire(model, mode, memory=memory)
         assert trainable_names(model) == before
+        assert rewiring_report(model).frozen == ()
     unwire(model)
     assert trainable_names(model) == before
     assert before and all('.temporal_adapter.' in n for n in before)

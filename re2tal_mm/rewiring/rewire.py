@@ -5,9 +5,15 @@ module running each stage's chain and the chained blocks it runs; an
 adapter's ``prepare`` may patch more and returns its undo. Parameters,
 buffers and state_dict keys never change; ``unwire`` deletes the attributes
 and runs the undos, restoring the class forwards exactly.
+
+``rewire`` records on each backbone what it did; :func:`rewiring_report`
+reads it back as a :class:`RewiringReport` (stages, parameters frozen,
+layers left non-reversible), so no caller compares parameters around the
+call.
 """
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from torch import nn
 
@@ -16,11 +22,13 @@ from .base import (ADAPTERS, FUNCTION_OPTIONS, MEMORY, REMOVED, RENAMED,
                    adapter_options)
 
 # on each backbone: [(stage, module, passthrough modules)], the summary rows,
-# what rewire() was called with (dict(mode=..., memory=..., **options)) and
-# the undo functions of the adapters' ``prepare``
+# what rewire() was called with (dict(mode=..., memory=..., **options)), the
+# names (in the backbone) of the parameters it froze and the undo functions
+# of the adapters' ``prepare``
 STAGES_ATTR = '_re2tal_stages'
 SUMMARY_ATTR = '_re2tal_summary'
 SPEC_ATTR = '_re2tal_spec'
+FROZEN_ATTR = '_re2tal_frozen'
 UNDO_ATTR = '_re2tal_undo'
 
 
@@ -60,6 +68,11 @@ def rewired_stages(module: nn.Module) -> List[RewiredStage]:
     for m in module.modules():
         stages.extend(r[0] for r in getattr(m, STAGES_ATTR, []))
     return stages
+
+
+def trainable_names(module: nn.Module) -> Set[str]:
+    """Names of the parameters of ``module`` that need gradients."""
+    return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
 def check_options(options: Dict[str, Any]) -> None:
@@ -125,13 +138,15 @@ def rewire(module: nn.Module, mode: str = 'reversible',
         unwire(module)
     for name, backbone, adapter in backbones:
         kwargs = adapter_options(adapter, memory, options)
+        trainable = trainable_names(backbone)
         undo = adapter.prepare(backbone, mode, **kwargs)
+        frozen = tuple(sorted(trainable - trainable_names(backbone)))
         records, summary = [], []
         for spec in adapter.stages(backbone, **kwargs):
-            full = f'{name}.{spec.name}' if name else spec.name
+            full = dotted(name, spec.name)
             n_rev = 0 if spec.module is None else spec.blocks \
                 if spec.bounds is None else spec.bounds[1] - spec.bounds[0]
-            summary.append(dict(stage=full, functions=spec.num_functions,
+            summary.append(dict(stage=spec.name, functions=spec.num_functions,
                                 blocks=spec.blocks,
                                 reversible_blocks=n_rev))
             if spec.module is None:
@@ -148,6 +163,7 @@ def rewire(module: nn.Module, mode: str = 'reversible',
         # as called (the default preset left out, as in older checkpoints)
         preset = {} if memory == 'balanced' else dict(memory=memory)
         setattr(backbone, SPEC_ATTR, dict(mode=mode, **preset, **options))
+        setattr(backbone, FROZEN_ATTR, frozen)
         setattr(backbone, UNDO_ATTR, undo)
     return module
 
@@ -188,14 +204,110 @@ def unwire(module: nn.Module) -> nn.Module:
         undo = m.__dict__.pop(UNDO_ATTR, None)
         if undo is not None:
             undo()
-        for attr in (STAGES_ATTR, SUMMARY_ATTR, SPEC_ATTR):
+        for attr in (STAGES_ATTR, SUMMARY_ATTR, SPEC_ATTR, FROZEN_ATTR):
             m.__dict__.pop(attr, None)
     return module
 
 
+def dotted(prefix: str, name: str) -> str:
+    """``name`` inside the module named ``prefix`` ('' for the root)."""
+    return f'{prefix}.{name}' if prefix else name
+
+
+def recorded(module: nn.Module, attr: str) -> Iterator[Tuple[str, Any]]:
+    """``(backbone name in module, item)`` for every item ``rewire``
+    recorded under ``attr`` on the backbones in ``module``."""
+    for prefix, m in module.named_modules():
+        for item in getattr(m, attr, ()):
+            yield prefix, item
+
+
 def rewiring_summary(module: nn.Module) -> List[Dict]:
-    """Per-stage summary (functions, blocks, reversible blocks) of rewiring."""
-    rows = []
-    for m in module.modules():
-        rows.extend(getattr(m, SUMMARY_ATTR, []))
-    return rows
+    """Per-stage summary (functions, blocks, reversible blocks) of rewiring,
+    stages named in ``module``."""
+    return [dict(row, stage=dotted(prefix, row['stage']))
+            for prefix, row in recorded(module, SUMMARY_ATTR)]
+
+
+def format_summary(rows: List[Dict]) -> str:
+    """One line per :func:`rewiring_summary` row plus the share of blocks
+    made reversible."""
+
+    def plural(n: int, word: str) -> str:
+        return f'{n} {word}' + ('' if n == 1 else 's')
+
+    lines = [f'  {r["stage"]}: {plural(r["functions"], "function")}, '
+             f'{r["reversible_blocks"]}/{plural(r["blocks"], "block")} '
+             'reversible' for r in rows]
+    total = sum(r['blocks'] for r in rows)
+    rev = sum(r['reversible_blocks'] for r in rows)
+    share = 100.0 * rev / max(total, 1)
+    stages = sum(r['functions'] > 0 for r in rows)
+    lines.append(f'  {rev}/{plural(total, "block")} ({share:.1f}%) '
+                 f'reversible in {plural(stages, "stage")}')
+    return '\n'.join(lines)
+
+
+def non_reversible_layers(module: nn.Module) -> Iterator[tuple]:
+    """``(name, layer, policy)`` of every layer outside the reversible
+    chains of the backbones in ``module`` (names in ``module``), for the
+    adapters that list them (:meth:`~.base.Adapter.non_reversible`)."""
+    for name, backbone, adapter in find_backbones(module):
+        for sub, layer, policy in adapter.non_reversible(
+                backbone, rewired_stages(backbone)):
+            yield dotted(name, sub), layer, policy
+
+
+@dataclass(frozen=True)
+class RewiringReport:
+    """What :func:`rewire` did to the backbones of a model.
+
+    Args:
+        spec (dict): How they were rewired (:func:`rewiring_spec`).
+        stages (tuple[dict]): One row per stage (functions, blocks,
+            reversible blocks), as :func:`rewiring_summary` gives them.
+        frozen (tuple[str]): Names of the parameters ``rewire`` froze (an
+            option such as Swin's ``freeze_patch_embed``); freezing done
+            before ``rewire`` is not listed.
+        non_reversible (tuple[tuple[str, str]]): ``(name, policy)`` of the
+            layers left outside the reversible chains, for the adapters
+            that list them; policy ``'kept'``, ``'checkpoint'``,
+            ``'recompute'`` or ``'frozen'``.
+    """
+    spec: Dict[str, Any]
+    stages: Tuple[Dict[str, Any], ...]
+    frozen: Tuple[str, ...]
+    non_reversible: Tuple[Tuple[str, str], ...]
+
+    def format(self) -> str:
+        """The report as log lines: stages, frozen parameters and the
+        non-reversible layers with their policy."""
+        lines = [format_summary(list(self.stages))]
+        if self.frozen:
+            shown = ', '.join(self.frozen[:4]) + \
+                (', ...' if len(self.frozen) > 4 else '')
+            lines.append(f'  frozen by the rewiring: {len(self.frozen)} '
+                         f'parameters ({shown})')
+        if self.non_reversible:
+            lines.append('  non-reversible: ' + ', '.join(
+                f'{name} ({policy})' for name, policy in self.non_reversible))
+        return '\n'.join(lines)
+
+
+def rewiring_report(module: nn.Module) -> Optional[RewiringReport]:
+    """The :class:`RewiringReport` of the backbones in ``module``; None
+    when none is rewired.
+
+    Stage, parameter and layer names are those in ``module``; the policies
+    of the non-reversible layers are read from their adapters now (a
+    parameter frozen after ``rewire`` shows).
+    """
+    spec = rewiring_spec(module)
+    if spec is None:
+        return None
+    return RewiringReport(
+        spec=spec, stages=tuple(rewiring_summary(module)),
+        frozen=tuple(dotted(prefix, name)
+                     for prefix, name in recorded(module, FROZEN_ATTR)),
+        non_reversible=tuple((name, policy) for name, _, policy
+                             in non_reversible_layers(module)))
