@@ -52,13 +52,18 @@ def test_stock_swin_config_trains_rewired(tmp_path):
     assert list(before) == list(backbone.state_dict())
     assert any(not torch.equal(before[k], v)
                for k, v in backbone.state_dict().items())
-    hook = [h for h in runner.hooks
-            if type(h).__name__ == 'RewireBackboneHook'][0]
-    assert len(hook.last_errors) == 4
+    hooks = {type(h).__name__: h for h in runner.hooks}
+    report = hooks['RewireBackboneHook'].report
+    assert len(report.stages) == 4 and report.frozen == ()
+    monitor = hooks['InversionMonitorHook']
+    assert len(monitor.last_errors) == 4
     # what the non-reversible layers keep was measured on the first iteration
-    assert hook.kept_bytes['backbone.patch_embed'][0] == 'kept'
-    assert hook.kept_bytes['backbone.layers.0.downsample'][1] > 0
-    assert all(0 <= e < 1e-4 for e in hook.last_errors.values())
+    probe = hooks['ReversibleMemoryProbeHook']
+    assert probe.kept_bytes['backbone.patch_embed'][0] == 'kept'
+    assert probe.kept_bytes['backbone.layers.0.downsample'][1] > 0
+    assert all(0 <= e < 1e-4 for e in monitor.last_errors.values())
+    assert all(f'train/inversion_error/{name}' in
+               runner.message_hub.log_scalars for name in monitor.last_errors)
 
 
 def small_slowonly():

@@ -145,7 +145,7 @@ def test_construction_and_hook_give_the_same_model():
     torch.manual_seed(0)
     hooked = MODELS.build(cfg.model).double()
     assert not is_rewired(hooked)
-    RewireBackboneHook(mode='reversible', report_memory=False).before_run(
+    RewireBackboneHook(mode='reversible').before_run(
         SimpleNamespace(model=hooked))
     assert rewiring_spec(built) == rewiring_spec(hooked)
     x = torch.randn(1, 3, 16, 64, 64, dtype=torch.float64)

@@ -4,11 +4,12 @@ import torch
 from torch import nn
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from re2tal_mm.engine.rewire_hook import KeptBytesProbe, non_reversible_layers
+from re2tal_mm.engine.memory_probe import KeptBytesProbe
 from re2tal_mm.reversible import (Piece, ResidualFunction, num_pieces,
                                   reversible_chain, rewired_loop, split_range)
 from re2tal_mm.reversible.pieces import add_at_, take
-from re2tal_mm.rewiring import rewire, rewired_stages, unwire
+from re2tal_mm.rewiring import (non_reversible_layers, rewire, rewired_stages,
+                                unwire)
 from re2tal_mm.rewiring.pieces import conv_halo
 from re2tal_mm.rewiring.resnet3d import ResNet3dAdapter
 from re2tal_mm.rewiring.swin import LazyMask

@@ -16,7 +16,8 @@ EXPECTED = {
     'TRANSFORMS': ['LoadTALFeature', 'PackTALInputs', 'TALVideoDecode',
                    'TALVideoInit', 'TALWindowSample'],
     'METRICS': ['TALMetric'],
-    'HOOKS': ['RewireBackboneHook', 'RewiringMetaHook'],
+    'HOOKS': ['InversionMonitorHook', 'RewireBackboneHook',
+              'ReversibleMemoryProbeHook', 'RewiringMetaHook'],
     'MODEL_WRAPPERS': ['ReversibleDistributedDataParallel'],
     'RUNNERS': ['DataRootRunner'],
 }

@@ -1,8 +1,9 @@
 # The unmodified MMAction2 Video Swin-T Kinetics-400 config, plus the plugin
-# and the rewiring hook. Only what a CPU test needs is overridden: no
-# pretrained download, 2 classes, a tiny synthetic dataset
-# (`TinySyntheticVideos`, registered by tests/test_engine.py), 2 iterations,
-# plain fp32 optimizer wrapper, no validation and no checkpoint.
+# and the rewiring hooks (rewire, memory probe, inversion monitor). Only what
+# a CPU test needs is overridden: no pretrained download, 2 classes, a tiny
+# synthetic dataset (`TinySyntheticVideos`, registered by
+# tests/test_engine.py), 2 iterations, plain fp32 optimizer wrapper, no
+# validation and no checkpoint.
 _base_ = 'mmaction::recognition/swin/swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py'  # noqa: E501
 custom_imports = dict(imports=['re2tal_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
@@ -12,8 +13,9 @@ model = dict(
     cls_head=dict(num_classes=2))
 
 custom_hooks = [
-    dict(type='RewireBackboneHook', mode='reversible',
-         check_inversion_interval=1)
+    dict(type='RewireBackboneHook', mode='reversible'),
+    dict(type='ReversibleMemoryProbeHook'),
+    dict(type='InversionMonitorHook', interval=1)
 ]
 
 train_dataloader = dict(
