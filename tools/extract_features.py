@@ -163,6 +163,7 @@ def shard_from(args) -> Tuple[int, int]:
 def default_size(cfg) -> int:
     """The crop of the config's test pipeline, else its square resize,
     else 224."""
+    from re2tal_mm.rewiring.spec import config_type_name
     steps = []
     for key in ('test_dataloader', 'val_dataloader'):
         ds = (cfg.get(key) or {}).get('dataset') or {}
@@ -172,7 +173,7 @@ def default_size(cfg) -> int:
     steps = steps or cfg.get('test_pipeline') or []
     for kind in ('CenterCrop', 'Resize'):
         for step in steps:
-            if not isinstance(step, dict) or step.get('type') != kind:
+            if not isinstance(step, dict) or config_type_name(step) != kind:
                 continue
             size = step.get('crop_size' if kind == 'CenterCrop' else
                             'scale')

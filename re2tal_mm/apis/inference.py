@@ -19,6 +19,7 @@ from mmengine.runner import load_checkpoint
 
 from re2tal_mm.datasets.video_reader import open_video
 from re2tal_mm.datasets.windows import video_windows
+from re2tal_mm.rewiring.spec import config_type_name
 
 # plotting moved to .visualization; still importable from here
 from .visualization import plot_timeline, timeline_lanes  # noqa: F401
@@ -93,11 +94,6 @@ def init_localizer(config: Union[str, Config],
     return model
 
 
-def _type_name(step) -> str:
-    kind = step.get('type') if isinstance(step, dict) else type(step)
-    return kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-
-
 def _split_pipeline(steps: Sequence,
                     backends: Optional[Sequence[str]] = None):
     """The test pipeline ``steps`` cut after its ``TALVideoInit``.
@@ -118,7 +114,7 @@ def _split_pipeline(steps: Sequence,
     from mmaction.registry import TRANSFORMS
     steps = list(steps)
     at = next((i for i, s in enumerate(steps)
-               if _type_name(s) == 'TALVideoInit'), None)
+               if config_type_name(s) == 'TALVideoInit'), None)
     if backends is not None:
         if at is None:
             raise ValueError('backends given, but the test pipeline has no '

@@ -6,9 +6,10 @@ rewiring_spec` of a model), None when the backbone is not rewired, or
 :data:`UNRECORDED` when a checkpoint does not say. Checkpoints carry it in
 ``meta[META_KEY]`` (written by the engine's hooks); the paths that build a
 model outside a Runner (``re2tal_mm.apis``) choose theirs with
-:func:`choose_rewiring`.
+:func:`choose_rewiring`. Reading configs, it also owns
+:func:`config_type_name`, the class name a config's ``type`` gives.
 """
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 from mmengine.config import Config
 
@@ -41,6 +42,27 @@ def checkpoint_rewiring(checkpoint: dict) -> Union[dict, None, str]:
     return meta[META_KEY]
 
 
+def config_type_name(cfg: Any) -> str:
+    """The class name a config entry's ``type`` gives: ``'Foo'`` for
+    ``type='Foo'``, ``type='mmaction.Foo'`` (a scoped name) or
+    ``type=Foo`` (the class).
+
+    Args:
+        cfg (dict | str | type | object): A config entry (its ``type``),
+            the ``type`` itself, or a built object (its class).
+
+    Returns:
+        str: The name, without the registry scope; ``''`` for an entry
+        without a type.
+    """
+    kind = cfg.get('type') if isinstance(cfg, dict) else cfg
+    if kind is None:
+        return ''
+    if isinstance(kind, str):
+        return kind.rsplit('.', 1)[-1]
+    return (kind if isinstance(kind, type) else type(kind)).__name__
+
+
 def rewiring_of_config(cfg: Config) -> Tuple[Optional[dict], str]:
     """What ``cfg`` rewires and where it says so: the model's ``rewire``
     entry (construction time), else a ``RewireBackboneHook`` in
@@ -49,9 +71,7 @@ def rewiring_of_config(cfg: Config) -> Tuple[Optional[dict], str]:
     if model_spec:
         return dict(model_spec), 'the model config (model.rewire)'
     for hook in cfg.get('custom_hooks', None) or []:
-        kind = hook.get('type')
-        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-        if name.split('.')[-1] == 'RewireBackboneHook':
+        if config_type_name(hook) == 'RewireBackboneHook':
             spec = dict(mode=hook.get('mode', 'reversible'),
                         **(hook.get('rewire_options') or {}))
             return spec, 'the RewireBackboneHook of the config'

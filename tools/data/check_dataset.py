@@ -80,6 +80,7 @@ def dataset_specs(cfg, splits: Sequence[str]) -> List[dict]:
         of a ``LoadTALFeature`` in its pipeline config.
     """
     from re2tal_mm.datasets.tal_dataset import join_data_root
+    from re2tal_mm.rewiring.spec import config_type_name
     specs = OrderedDict()
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
@@ -100,7 +101,8 @@ def dataset_specs(cfg, splits: Sequence[str]) -> List[dict]:
                 suffix=ds.get('suffix') or ('.npy' if feature else '.mp4'),
                 folder=join_data_root(root, folder) or root or '')
             for t in ds.get('pipeline') or []:
-                if isinstance(t, dict) and t.get('type') == 'LoadTALFeature':
+                if isinstance(t, dict) and \
+                        config_type_name(t) == 'LoadTALFeature':
                     spec.update(feature_stride=t.get('feature_stride', 1.0),
                                 feature_fps=t.get('fps'))
             key = json.dumps(spec, sort_keys=True, default=str)

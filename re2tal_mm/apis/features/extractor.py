@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from re2tal_mm.models.pooling import SPATIAL_POOLS, pool_backbone_outputs
+from re2tal_mm.rewiring.spec import config_type_name
 
 #: Hex digits of a file's sha256 kept in manifests (OpenMMLab's model zoo
 #: names checkpoints with as many).
@@ -101,12 +102,6 @@ def file_sha256(path: str, digits: Optional[int] = SHORT_SHA) -> str:
         for block in iter(lambda: f.read(1 << 20), b''):
             h.update(block)
     return h.hexdigest()[:digits]
-
-
-def _is_localizer(model_cfg) -> bool:
-    kind = model_cfg.get('type', '')
-    name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-    return name.split('.')[-1] == 'TemporalActionLocalizer'
 
 
 def _no_pretrained(backbone_cfg) -> None:
@@ -212,7 +207,7 @@ def build_feature_extractor(
                          'extract features with)')
     init_default_scope(cfg.get('default_scope', 'mmaction'))
     torch.manual_seed(seed)
-    if _is_localizer(cfg.model):
+    if config_type_name(cfg.model) == 'TemporalActionLocalizer':
         model = init_localizer(cfg, checkpoint, 'cpu', rewiring=None if
                                isinstance(rewiring, str) else rewiring)
         spec, source = rewiring_spec(model), 'init_localizer'
