@@ -122,3 +122,6 @@ def test_bare_backbone_state_dict_is_loaded_with_a_warning(recognizers,
     assert 'bare backbone state_dict' in log
     assert all(torch.equal(v, bare[k])
                for k, v in model.backbone.state_dict().items())
+    # the renaming hook runs first: the report counts the renamed tensors
+    n = len(model.backbone.state_dict())
+    assert f'loading the backbone: {n}/{n} tensors' in log

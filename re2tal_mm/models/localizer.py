@@ -23,25 +23,38 @@ def _meta(sample, key, default=None):
     return default if value is None else value
 
 
+def nest_bare_backbone_keys(model, state_dict, prefix, *args) -> None:
+    """Load a bare backbone state_dict into the backbone (a
+    ``load_state_dict`` pre-hook): when no key starts with ``backbone.``
+    and most of the backbone's own keys are there without it, they are
+    renamed ``backbone.<key>`` in place, with a warning."""
+    if model.backbone is None:
+        return
+    own = model.backbone.state_dict(keep_vars=True)
+    ours = prefix + 'backbone.'
+    if any(k.startswith(ours) for k in state_dict) or \
+            sum(prefix + k in state_dict for k in own) <= len(own) // 2:
+        return
+    for k in own:
+        if prefix + k in state_dict:
+            state_dict[ours + k] = state_dict.pop(prefix + k)
+    MMLogger.get_current_instance().warning(
+        'the checkpoint holds a bare backbone state_dict (keys without '
+        '"backbone."): loaded into backbone.*')
+
+
 def report_backbone_loading(model, state_dict, prefix, *args) -> None:
     """Load-time check of the backbone's tensors (a ``load_state_dict``
-    pre-hook): says how many were found, warns with the names of missing or
-    mismatched ones (never a silent random initialisation; new temporal
-    adapter tensors are reported as new), and loads a bare
-    backbone state_dict (keys without ``backbone.``) into the backbone."""
+    pre-hook, after :func:`nest_bare_backbone_keys`): says how many were
+    found, warns with the names of missing or mismatched ones (never a
+    silent random initialisation; new temporal adapter tensors are
+    reported as new). It changes nothing."""
     if model.backbone is None:
         return
     logger = MMLogger.get_current_instance()
     own = {k: v.shape for k, v in
            model.backbone.state_dict(keep_vars=True).items()}
     ours = prefix + 'backbone.'
-    if not any(k.startswith(ours) for k in state_dict) and \
-            sum(prefix + k in state_dict for k in own) > len(own) // 2:
-        for k in own:
-            if prefix + k in state_dict:
-                state_dict[ours + k] = state_dict.pop(prefix + k)
-        logger.warning('the checkpoint holds a bare backbone state_dict '
-                       '(keys without "backbone."): loaded into backbone.*')
     found = {k: state_dict[ours + k] for k in own if ours + k in state_dict}
     wrong = [k for k, v in found.items()
              if getattr(v, 'shape', None) != own[k]]
@@ -171,6 +184,8 @@ class TemporalActionLocalizer(BaseModel):
                                  'none')
             for norm in self.backbone_norms():
                 norm.requires_grad_(False)
+        # in this order: the report counts the renamed keys
+        self.register_load_state_dict_pre_hook(nest_bare_backbone_keys)
         self.register_load_state_dict_pre_hook(report_backbone_loading)
         self.neck, self.head = MODELS.build(neck), MODELS.build(head)
         self.post_processor = MODELS.build(post_processor or
