@@ -128,7 +128,7 @@ def test_pieces_equal_the_whole(fixture):
     from re2tal_mm.rewiring.temporal_adapter import temporal_adapter_functions
     model = backbone(fixture)
     for m in temporal_adapters(model):
-        m.context = ClipGrid(3, 2, 4, 2)
+        m.clip_grid = ClipGrid(3, 2, 4, 2)
     f, _ = temporal_adapter_functions(model.blocks[0], dict(pieces=3))
     x = torch.randn(6, 16, 32, dtype=torch.float64)
     whole = f.fn(x)

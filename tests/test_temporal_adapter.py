@@ -144,7 +144,12 @@ def test_no_grid_is_refused():
     plain = VisionTransformer(img_size=32, patch_size=16, embed_dims=16,
                               depth=1, num_heads=2, num_frames=4).double()
     insert_temporal_adapters(plain)
+    keys = set(plain.state_dict())
     set_temporal_context(plain, ClipGrid(1, 2, 2, 2))  # one clip each
+    adapter = temporal_adapters(plain)[0]
+    assert adapter.clip_grid == ClipGrid(1, 2, 2, 2)
+    assert set(plain.state_dict()) == keys  # the grid is not state
+    assert 'clip_grid=' in repr(adapter)
     assert plain(window()[:, :, :4]).shape == (2, 16)
 
 

@@ -81,7 +81,9 @@ class TemporalAdapter(BaseModule):
     zero, so a fresh adapter leaves the backbone's function unchanged; the
     other parameters start as AdaTAD's (``down_proj`` truncated normal std
     0.02, ``dwconv`` / ``conv`` normal std ``sqrt(2 / fan_in)``, zero
-    biases, ``gamma`` 1).
+    biases, ``gamma`` 1). Its ``clip_grid`` (a :class:`ClipGrid`, how the
+    input tokens form the window) is set per forward by
+    :func:`set_temporal_context`; a plain attribute, not in the state_dict.
 
     Args:
         embed_dims (int): Channels of the tokens.
@@ -110,7 +112,7 @@ class TemporalAdapter(BaseModule):
         self.act = nn.GELU()
         self.up_proj = nn.Linear(hidden, embed_dims)
         self.gamma = nn.Parameter(torch.full((1, ), self.init_gamma))
-        self.context: Optional[ClipGrid] = None
+        self.clip_grid: Optional[ClipGrid] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -157,10 +159,10 @@ class TemporalAdapter(BaseModule):
 
     def forward(self, x: Tensor, grid: Optional[ClipGrid] = None) -> Tensor:
         """``x`` plus the branch (``grid`` defaults to the one set)."""
-        return x + self.residual(grid or self.context, x)
+        return x + self.residual(grid or self.clip_grid, x)
 
     def extra_repr(self) -> str:
-        return f'context={self.context}'
+        return f'clip_grid={self.clip_grid}'
 
 
 class ClipViTBlock(Block):
@@ -185,7 +187,7 @@ class ClipViTBlock(Block):
     def forward(self, x: Tensor) -> Tensor:
         adapter = getattr(self, ADAPTER_ATTR, None)
         # the grid is an argument: a checkpoint's recompute sees this one
-        grid = adapter.context if adapter is not None else None
+        grid = adapter.clip_grid if adapter is not None else None
         if self.with_cp and torch.is_grad_enabled():
             return checkpoint(self._forward, x, grid, use_reentrant=False)
         return self._forward(x, grid)
@@ -250,7 +252,7 @@ def set_temporal_context(module: nn.Module, grid: ClipGrid) -> None:
     """Tell every temporal adapter in ``module`` how its input tokens form
     the window (kept until set again: recomputes in the backward use it)."""
     for m in temporal_adapters(module):
-        m.context = ClipGrid(*grid)
+        m.clip_grid = ClipGrid(*grid)
 
 
 @MODELS.register_module()

@@ -34,7 +34,7 @@ def temporal_adapter_functions(block: nn.Module,
     adapter = getattr(block, 'temporal_adapter', None)
     if adapter is None:
         return []
-    grid = adapter.context
+    grid = adapter.clip_grid
     split = partial(split_temporal_adapter, adapter, grid, options) \
         if split_asked(options) and grid is not None else None
     return [ResidualFunction(partial(adapter.residual, grid), [adapter],
