@@ -4,6 +4,7 @@ Each patch names the defect, the versions it applies to, and is applied at most
 once by :func:`apply` (called by ``import re2tal_mm``). Each has a test in
 ``tests/test_compat.py`` that fails without it.
 """
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -204,19 +205,23 @@ def patch_cpu_dist_init():
 
 
 # ---------------------------------------------------------------------------
-# Defect 5: without `model_wrapper_cfg`, mmengine 0.10.7's Runner wraps a
-# distributed model in `MMDistributedDataParallel(device_ids=[LOCAL_RANK])`
-# whatever the device, and torch's DDP refuses device_ids for a CPU module
-# (`torchrun ... --launcher pytorch` on a CPU machine, gloo): `ValueError:
-# DistributedDataParallel device_ids and output_device arguments only work
-# with single-device/multiple-device GPU modules or CPU modules, but got
-# device_ids [0], ...`, which names no setting. That one error, for a module
-# on the CPU, is re-raised with what to set; nothing else changes (any other
-# error, or a GPU module, goes through as it is).
+# Defect 5: mmengine 0.10.7's `Runner.wrap_model` passes
+# `device_ids=[LOCAL_RANK]` to every DDP wrapper whatever the device (to its
+# default `MMDistributedDataParallel` without `model_wrapper_cfg`), and
+# torch's DDP refuses device_ids for a CPU module (`torchrun ... --launcher
+# pytorch` on a CPU machine, gloo): `ValueError: DistributedDataParallel
+# device_ids and output_device arguments only work with single-device/
+# multiple-device GPU modules or CPU modules, but got device_ids [0], ...`,
+# which names no setting. The fix is a wrapper that drops them for a CPU
+# model (`engine/reversible_ddp.py`, which our configs set). Scoped to the
+# defect's site: only the Runner's wrapping is patched (a DDP built by other
+# code is untouched, and was given its device_ids by that code), and only
+# that one error, for a model on the CPU, is re-raised with what to set;
+# any other error, or a GPU model, goes through as it is.
 # ---------------------------------------------------------------------------
 CPU_DEVICE_IDS_HINT = (
     're2tal_mm: the model is on the CPU, but MMEngine\'s Runner passes '
-    'device_ids={ids} to every DDP wrapper ({wrapper} here). Set '
+    'device_ids=[LOCAL_RANK] to its DDP wrapper ({wrapper} here). Set '
     "model_wrapper_cfg=dict(type='ReversibleDistributedDataParallel'), "
     'which drops device_ids for a CPU model (add rewire_mode=None when the '
     'model is rewired at construction or must stay plain), e.g. '
@@ -225,26 +230,26 @@ CPU_DEVICE_IDS_HINT = (
 
 
 def patch_cpu_ddp_device_ids_message():
-    from mmengine.model import MMDistributedDataParallel
-    original = MMDistributedDataParallel.__init__
+    from mmengine.runner import Runner
+    original = Runner.wrap_model
     if getattr(original, 'patched_by_re2tal', False):
         return False
 
-    def __init__(self, module, *args, **kwargs):
+    @functools.wraps(original)
+    def wrap_model(self, model_wrapper_cfg, model):
         try:
-            original(self, module, *args, **kwargs)
+            return original(self, model_wrapper_cfg, model)
         except ValueError as err:
-            ids = kwargs.get('device_ids')
-            on_cpu = all(p.device.type == 'cpu'
-                         for p in module.parameters())
-            if not (ids and on_cpu and 'device_ids' in str(err)):
+            on_cpu = all(p.device.type == 'cpu' for p in model.parameters())
+            if not (on_cpu and 'device_ids' in str(err)):
                 raise
+            wrapper = (model_wrapper_cfg or {}).get(
+                'type', 'MMDistributedDataParallel')  # a str (MMEngine's)
             raise ValueError(f'{err}\n' + CPU_DEVICE_IDS_HINT.format(
-                ids=ids, wrapper=type(self).__name__)) from err
+                wrapper=wrapper)) from err
 
-    __init__.patched_by_re2tal = True
-    __init__.__wrapped__ = original
-    MMDistributedDataParallel.__init__ = __init__
+    wrap_model.patched_by_re2tal = True  # functools.wraps: __wrapped__
+    Runner.wrap_model = wrap_model
     return True
 
 

@@ -221,44 +221,63 @@ def test_importlib_metadata_is_declared_for_mmaction():
         import mmaction.utils.dependency  # noqa: F401  (needs it)
 
 
-def test_cpu_ddp_device_ids_error_says_what_to_set():
-    """MMEngine's Runner passes device_ids=[LOCAL_RANK] to its default
-    MMDistributedDataParallel; for a CPU model torch's DDP refuses them with
-    a message that names no setting. The patch adds what to set (one gloo
-    process: the same error as under torchrun)."""
+def test_cpu_ddp_device_ids_error_says_what_to_set(monkeypatch):
+    """MMEngine's Runner.wrap_model passes device_ids=[LOCAL_RANK] to its
+    DDP wrapper; for a CPU model torch's DDP refuses them with a message
+    that names no setting. The patch, on the Runner's wrapping only, adds
+    what to set (one gloo process: the same error as under torchrun)."""
     import torch.distributed as dist
+    from mmengine.config import Config
     from mmengine.model import MMDistributedDataParallel
+    from mmengine.runner import runner as runner_module
 
     from re2tal_mm.engine import ReversibleDistributedDataParallel
 
     from .conftest import free_port
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    # the model stays on the CPU, even where CUDA is available
+    monkeypatch.setattr(runner_module, 'get_device', lambda: 'cpu')
+    runner = object.__new__(Runner)  # the state wrap_model reads
+    runner._distributed, runner.cfg = True, Config()
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
     dist.init_process_group('gloo', rank=0, world_size=1)
     try:
         with pytest.raises(ValueError) as info:
-            MMDistributedDataParallel(module=nn.Linear(2, 2), device_ids=[0],
-                                      broadcast_buffers=False)
+            runner.wrap_model(None, nn.Linear(2, 2))
         text = str(info.value)
         assert 'got device_ids [0]' in text  # torch's own message, kept
+        assert 'DDP wrapper (MMDistributedDataParallel here)' in text
         assert ("model_wrapper_cfg=dict(type='ReversibleDistributedData"
                 "Parallel')") in text
         assert 'rewire_mode=None' in text
+        # a configured wrapper is named too
+        with pytest.raises(ValueError, match=r'\(mmengine\.MMDistributed'
+                           r'DataParallel here\)'):
+            runner.wrap_model(dict(type='mmengine.MMDistributedDataParallel'),
+                              nn.Linear(2, 2))
         # without the patch: torch's message alone, naming no setting
-        original = MMDistributedDataParallel.__init__.__wrapped__
+        original = Runner.wrap_model.__wrapped__
         with pytest.raises(ValueError) as bare:
-            original(object.__new__(MMDistributedDataParallel),
-                     nn.Linear(2, 2), device_ids=[0])
+            original(runner, None, nn.Linear(2, 2))
         assert 'got device_ids [0]' in str(bare.value)
         assert 'model_wrapper_cfg' not in str(bare.value)
-        # the wrapper it names wraps the CPU model with the same arguments
-        model = ReversibleDistributedDataParallel(
-            module=nn.Linear(2, 2), rewire_mode=None, device_ids=[0],
-            broadcast_buffers=False)
+        # scoped to the Runner: a DDP wrapper built elsewhere is untouched
+        assert not hasattr(MMDistributedDataParallel.__init__,
+                           'patched_by_re2tal')
+        with pytest.raises(ValueError) as direct:
+            MMDistributedDataParallel(module=nn.Linear(2, 2), device_ids=[0])
+        assert 'model_wrapper_cfg' not in str(direct.value)
+        # the wrapper it names wraps the CPU model through the Runner
+        model = runner.wrap_model(
+            dict(type='ReversibleDistributedDataParallel', rewire_mode=None),
+            nn.Linear(2, 2))
+        assert isinstance(model, ReversibleDistributedDataParallel)
         assert model.device_ids is None
         # any other error goes through unchanged
         with pytest.raises(RuntimeError) as other:
-            MMDistributedDataParallel(
-                module=nn.Linear(2, 2).requires_grad_(False))
+            runner.wrap_model(dict(type='ReversibleDistributedDataParallel',
+                                   rewire_mode=None),
+                              nn.Linear(2, 2).requires_grad_(False))
         assert 'model_wrapper_cfg' not in str(other.value)
     finally:
         dist.destroy_process_group()

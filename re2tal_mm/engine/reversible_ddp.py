@@ -24,7 +24,9 @@ class ReversibleDistributedDataParallel(MMDistributedDataParallel):
     wrapper only wraps, and a model built with ``model.rewire=None`` stays
     plain. On the CPU (gloo) it also drops the ``device_ids`` the Runner
     passes, which MMEngine's default ``MMDistributedDataParallel`` hands to
-    torch's DDP, where they fail for a CPU module.
+    torch's DDP, where they fail for a CPU module: this is the one fix of
+    that defect (``re2tal_mm.compat`` only adds to the Runner's error with
+    another wrapper that this is the one to set).
 
     Args:
         module (nn.Module): The model to rewire and wrap.
