@@ -54,11 +54,16 @@ def test_report_of_a_resnet3d_recognizer():
         ('backbone.layer1', 2, 2, 3), ('backbone.layer2', 3, 3, 4)]
     assert report.frozen == ()
     assert report.non_reversible == (
-        ('backbone.conv1', 'kept'), ('backbone.layer1.0', 'checkpoint'),
+        ('backbone.conv1', 'kept'), ('backbone.maxpool', 'kept'),
+        ('backbone.layer1.0', 'checkpoint'),
         ('backbone.layer2.0', 'checkpoint'))
     assert '5/7 blocks (71.4%) reversible in 2 stages' in report.format()
     rewire(model, memory='fast')
     assert {p for _, p in rewiring_report(model).non_reversible} == {'kept'}
+    # 'floor': the stem (conv1 and maxpool) checkpointed as one function
+    rewire(model, memory='floor')
+    assert {p for _, p in rewiring_report(model).non_reversible} == {
+        'checkpoint'}
     # named in the module asked: the backbone alone
     assert [r['stage'] for r in rewiring_report(model.backbone).stages] == [
         'layer1', 'layer2']

@@ -49,9 +49,10 @@ def keeps_graph() -> bool:
 
 
 DOUBLE_BACKWARD_ERROR = (
-    'a reversible stage does not support double backward (create_graph=True: '
-    'higher-order gradients, gradient penalties): its backward rebuilds the '
-    'activations outside the graph, so second-order terms through the stage '
+    'a reversible stage (or a layer it checkpoints in pieces) does not '
+    'support double backward (create_graph=True: higher-order gradients, '
+    'gradient penalties): its backward rebuilds the activations outside the '
+    'graph, so second-order terms through the stage '
     "would be silently missing. Rewire the model with mode='autograd' (the "
     'same function, ordinary autograd) for higher-order gradients.')
 

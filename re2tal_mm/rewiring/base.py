@@ -36,7 +36,8 @@ REMOVED = dict(head_chunk="use attention='sdpa' (no N x N matrix) and "
 # trades memory for time)
 FUNCTION_OPTIONS = dict(first_block='mmaction')
 
-# the options every ``memory='floor'`` preset uses for piecewise recompute;
+# the options of the transformers' ``memory='floor'`` presets (Swin, ViT,
+# MViT) for piecewise recompute (the ResNet family's: ``rewiring/resnet.py``);
 # pieces of 1 MiB: Swin-T 32f peaks 253 MiB against 246 with 0.5 MiB (and
 # 328 with 1.5), one step 1.47x plain against 1.59x (every piece of window
 # attention rebuilds the relative position bias); ViT-B 375 MiB with both

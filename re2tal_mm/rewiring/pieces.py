@@ -5,7 +5,10 @@ convolution branch.
   ``piece_mib`` options of every adapter ask for;
 * :func:`conv_halo` / :func:`split_branch`: a branch made of local layers
   recomputed piece by piece along dimension 2 (time for 3D inputs, height
-  for 2D ones), each piece read with the halo its kernels need.
+  for 2D ones), each piece read with the halo its kernels need;
+  :func:`split_layers` for a branch that runs its layers one after the
+  other, each piece cropped after every layer, so that only the layers
+  that reach along dimension 2 compute its halo.
 """
 from functools import partial
 from typing import Callable, List, Optional, Sequence
@@ -77,13 +80,63 @@ def branch_piece(branch: Callable, start: int, length: int,
     return branch(x).narrow(2, start, length)
 
 
+def layer_radii(block: nn.Module,
+                layers: Sequence[nn.Module]) -> Optional[List[int]]:
+    """The reach (:func:`conv_halo`) of each layer of a branch that runs
+    ``layers`` one after the other; None when one is not local."""
+    radii = [conv_halo(block, [layer]) for layer in layers]
+    return None if None in radii else radii
+
+
+def layers_piece(layers: Sequence[nn.Module], radii: Sequence[int],
+                 rows: range, read: range, length: int, x: Tensor) -> Tensor:
+    """``layers`` one after the other on the rows ``read`` of dimension 2
+    (of ``length``), each output cropped to the rows the later layers still
+    need around ``rows``: only a layer that reaches along dimension 2 is
+    computed on a halo."""
+    lo, hi = read.start, read.stop
+    reach = sum(radii)
+    for layer, radius in zip(layers, radii):
+        x = layer(x)
+        reach -= radius
+        start = max(rows.start - reach, 0)
+        stop = min(rows.stop + reach, length)
+        if (start, stop) != (lo, hi):
+            x = x.narrow(2, start - lo, stop - start)
+            lo, hi = start, stop
+    return x
+
+
+def slice_ranges(x: Tensor, options: dict) -> List[tuple]:
+    """``(start, stop)`` of the slices of dimension 2 the options ask for
+    (:func:`~re2tal_mm.reversible.num_pieces`)."""
+    return split_range(x.shape[2], num_pieces(x, options.get('pieces'),
+                                              piece_bytes(options)))
+
+
+def split_layers(layers: Sequence[nn.Module], radii: Sequence[int],
+                 options: dict, x: Tensor) -> List[Piece]:
+    """Pieces of a branch that runs ``layers`` in order: slices of
+    dimension 2, each read with the halo of all the layers and cropped after
+    each layer (:func:`layers_piece`)."""
+    T, halo = x.shape[2], sum(radii)
+    pieces = []
+    for t0, t1 in slice_ranges(x, options):
+        a, b = max(t0 - halo, 0), min(t1 + halo, T)
+        pieces.append(Piece(
+            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(t0, t1)),
+            partial(layers_piece, layers, radii, range(t0, t1), range(a, b),
+                    T)))
+    return pieces
+
+
 def split_branch(branch: Callable, halo: int, options: dict,
                  x: Tensor) -> List[Piece]:
     """Pieces of a branch: slices of dimension 2 read with their halo."""
     T = x.shape[2]
     pieces = []
-    for t0, t1 in split_range(T, num_pieces(x, options.get('pieces'),
-                                            piece_bytes(options))):
+    for t0, t1 in slice_ranges(x, options):
         a, b = max(t0 - halo, 0), min(t1 + halo, T)
         pieces.append(Piece(
             (slice(None), slice(None), slice(a, b)),

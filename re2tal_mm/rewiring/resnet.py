@@ -16,9 +16,11 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..reversible import ResidualFunction, RewiredStage
-from .base import FLOOR_PIECES, Adapter, StageSpec
-from .pieces import conv_halo, split_asked, split_branch
+from ..reversible import (Piece, ResidualFunction, RewiredStage,
+                          checkpoint_pieces)
+from .base import Adapter, StageSpec, patch_forwards
+from .pieces import (conv_halo, layer_radii, layers_piece, slice_ranges,
+                     split_asked, split_branch, split_layers)
 
 # forms of a rewired stage's first block (``first_block``): MMAction2's
 # block forward (ReLU after the sum), or OpenTAD's (ReLU on the branch)
@@ -33,16 +35,17 @@ class RunningStatsUntouched:
     ``retain_graph=True``.
 
     Args:
-        module (nn.Module): Its BatchNorm layers in train mode are affected.
+        *modules (nn.Module): Their BatchNorm layers in train mode are
+            affected.
     """
 
-    def __init__(self, module: nn.Module):
-        self.module = module
+    def __init__(self, *modules: nn.Module):
+        self.modules = modules
         self.saved = []
 
     def __enter__(self):
         self.saved = [(m, m.momentum, m.num_batches_tracked.clone())
-                      for m in self.module.modules()
+                      for module in self.modules for m in module.modules()
                       if isinstance(m, _BatchNorm) and m.training and
                       m.track_running_stats and m.momentum is not None]
         for m, _, _ in self.saved:
@@ -56,12 +59,15 @@ class RunningStatsUntouched:
         self.saved = []
 
 
-def checkpointed(block: nn.Module, *args, fn: Optional[Callable] = None):
-    """``block(*args)`` (or ``fn(*args)``, a function of ``block``) with
-    activation checkpointing; BatchNorm statistics updated once."""
+def checkpointed(block: nn.Module, *args, fn: Optional[Callable] = None,
+                 modules: Sequence[nn.Module] = ()):
+    """``block(*args)`` (or ``fn(*args)``, a function of ``block`` and
+    ``modules``) with activation checkpointing; BatchNorm statistics updated
+    once."""
     return checkpoint(
         fn or block, *args, use_reentrant=False,
-        context_fn=lambda: (nullcontext(), RunningStatsUntouched(block)))
+        context_fn=lambda: (nullcontext(),
+                            RunningStatsUntouched(block, *modules)))
 
 
 def resnet_branch(block: nn.Module, x: Tensor) -> Tensor:
@@ -97,11 +103,20 @@ class ResLayerAdapter(Adapter):
 
     * ``checkpoint_first`` (bool, default True): in ``'reversible'`` mode
       the first block of each rewired stage runs under activation
-      checkpointing, BatchNorm statistics updated once;
+      checkpointing, BatchNorm statistics updated once; in pieces (as
+      below) when the block is local;
+    * ``checkpoint_stem`` (bool, default False): in ``'reversible'`` mode
+      the stem (the layers before the first stage, e.g. ``conv1`` and
+      ``maxpool``) runs as one checkpointed function: only its input is
+      kept (``'floor'``);
     * ``pieces`` (int, default 1) / ``piece_mib`` (float, optional): the
-      reversible engine computes a branch in at least ``pieces`` slices of
-      dimension 2, each input at most ``piece_mib`` MiB, when the branch is
-      local (BatchNorm in eval mode, ``norm_eval=True``); else whole;
+      reversible engine computes a branch, and recomputes a checkpointed
+      first block, in at least ``pieces`` slices of dimension 2, each input
+      at most ``piece_mib`` MiB, when the layer is local (BatchNorm in eval
+      mode, ``norm_eval=True``; no stride along dimension 2); else whole;
+    * ``first_piece_mib`` (float, optional): the bound of ``piece_mib`` for
+      the first blocks instead (their backward is where a step peaks; a
+      branch's slices cost the halo of its kernels again each);
     * ``first_block`` (``'mmaction'`` or ``'opentad'``, default
       ``'mmaction'``): the function of each rewired stage's first block.
       ``'mmaction'``: the block's own forward, ``relu(F(x) +
@@ -111,11 +126,40 @@ class ResLayerAdapter(Adapter):
       The only option here that changes the function computed.
     """
 
-    options = dict(checkpoint_first=True, pieces=1, piece_mib=None,
+    options = dict(checkpoint_first=True, checkpoint_stem=False, pieces=1,
+                   piece_mib=None, first_piece_mib=None,
                    first_block='mmaction')
     choices = dict(first_block=FIRST_BLOCK_FORMS)
-    presets = dict(fast=dict(checkpoint_first=False), floor=FLOOR_PIECES)
-    stem: Tuple[str, ...] = ('conv1', )
+    # 'floor': the stem checkpointed, first blocks in slices of 2 MiB and
+    # branches of 4 MiB (not FLOOR_PIECES: a slice recomputes the time halo
+    # of the 3x1x1 kernels; the peak is a first block's backward).
+    # SlowFast-R50 32f: 396 MiB, 1.5x plain time; branches of 2 MiB too:
+    # 396 MiB, 1.6x; whole branches: 399 MiB, 1.4x; docs/backbones.md
+    presets = dict(fast=dict(checkpoint_first=False),
+                   floor=dict(checkpoint_stem=True, piece_mib=4,
+                              first_piece_mib=2))
+    # the layers the backbone's forward runs before the first stage, in
+    # order (those it has; see :meth:`stem_layers`)
+    stem: Tuple[str, ...] = ('conv1', 'maxpool')
+
+    @classmethod
+    def stem_layers(cls, backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
+        """``(name, module)`` of the stem layers, in the order the
+        backbone's forward runs them one after the other."""
+        return [(name, getattr(backbone, name)) for name in cls.stem
+                if hasattr(backbone, name)]
+
+    @classmethod
+    def prepare(cls, backbone: nn.Module, mode: str, **options):
+        """``checkpoint_stem``: the first stem layer runs the whole stem
+        under activation checkpointing, the others pass their input
+        through."""
+        if not (options['checkpoint_stem'] and mode == 'reversible'):
+            return None
+        layers = [m for _, m in cls.stem_layers(backbone)]
+        return patch_forwards(
+            [(layers[0], partial(stem_forward, layers))] +
+            [(m, cls.passthrough) for m in layers[1:]])
 
     @staticmethod
     def res_layer_names(backbone: nn.Module) -> Sequence[str]:
@@ -146,10 +190,37 @@ class ResLayerAdapter(Adapter):
         branch = partial(cls.residual_branch, block)
         split = None
         if split_asked(options):
-            halo = conv_halo(block, cls.branch_layers(block))
-            if halo is not None:
-                split = partial(split_branch, branch, halo, options)
+            # the branch is its layers run in order: each piece computes a
+            # halo only in the layers that reach along dimension 2
+            layers = cls.branch_layers(block)
+            radii = layer_radii(block, layers)
+            if radii is not None:
+                split = partial(split_layers, layers, radii, options)
         return ResidualFunction(branch, [block], split)
+
+    @classmethod
+    def first_function(cls, block: nn.Module, fn: Optional[Callable],
+                       options: dict) -> ResidualFunction:
+        """A stage's first block as a function (``fn``, the OpenTAD form,
+        or the block's own forward), split when asked and the block is
+        local: per layer (:func:`first_block_pieces`) when its shortcut
+        reaches no neighbour, else each piece through the whole block on
+        the whole halo."""
+        split = None
+        if options.get('first_piece_mib'):
+            options = dict(options, piece_mib=options['first_piece_mib'])
+        if split_asked(options) and not getattr(block, 'non_local', False):
+            layers = cls.branch_layers(block)
+            radii = layer_radii(block, layers)
+            shortcut = [] if block.downsample is None else [block.downsample]
+            if radii is not None and layer_radii(block, shortcut) == \
+                    [0] * len(shortcut) and layers[-1] is block.relu:
+                split = partial(first_block_pieces, block, layers, radii,
+                                fn is None, options)
+            elif conv_halo(block, [block]) is not None:
+                split = partial(split_branch, fn or block,
+                                conv_halo(block, [block]), options)
+        return ResidualFunction(fn or block, [block], split)
 
     @classmethod
     def make_forward(cls, spec: StageSpec, stage: RewiredStage) -> Callable:
@@ -160,9 +231,11 @@ class ResLayerAdapter(Adapter):
     def non_reversible(cls, backbone: nn.Module,
                        stages: Sequence[RewiredStage]) -> Iterator:
         """The stem, plain stages, and the first block of rewired ones."""
-        for name in cls.stem:
-            if hasattr(backbone, name):
-                yield name, getattr(backbone, name), 'kept'
+        stem = 'checkpoint' if any(
+            s.mode == 'reversible' and s.options['checkpoint_stem']
+            for s in stages) else 'kept'
+        for name, module in cls.stem_layers(backbone):
+            yield name, module, stem
         for name in cls.res_layer_names(backbone):
             stage = next((s for s in stages if s.name == name or
                           s.name.endswith('.' + name)), None)
@@ -172,6 +245,23 @@ class ResLayerAdapter(Adapter):
                 first = 'checkpoint' if stage.mode == 'reversible' and \
                     stage.options['checkpoint_first'] else 'kept'
                 yield f'{name}.0', backbone.get_submodule(name)[0], first
+
+
+def stem_forward(layers: Sequence[nn.Module], x: Tensor,
+                 before: Optional[Callable] = None) -> Tensor:
+    """The stem layers one after the other (after ``before``, e.g. a
+    resampling of the clip), checkpointed when a gradient is needed: only
+    ``x`` is kept (the replacement ``forward`` of the first layer)."""
+    def run(t):  # the layers' own forwards (theirs are patched)
+        if before is not None:
+            t = before(t)
+        for layer in layers:
+            t = type(layer).forward(layer, t)
+        return t
+    if torch.is_grad_enabled() and (x.requires_grad or any(
+            p.requires_grad for m in layers for p in m.parameters())):
+        return checkpointed(layers[0], x, fn=run, modules=layers[1:])
+    return run(x)
 
 
 def branch_then_shortcut(branch: Callable, block: nn.Module,
@@ -187,6 +277,40 @@ def branch_then_shortcut(branch: Callable, block: nn.Module,
     return out
 
 
+def first_block_piece(block: nn.Module, layers: Sequence[nn.Module],
+                      radii: Sequence[int], relu_after_sum: bool,
+                      rows: range, read: range, length: int,
+                      x: Tensor) -> Tensor:
+    """One slice of a first block: its branch layer by layer
+    (:func:`~.pieces.layers_piece`; the ReLU after the sum in MMAction2's
+    form, on the branch in OpenTAD's), plus the shortcut of the slice."""
+    branch = layers[:-1] if relu_after_sum else layers
+    out = layers_piece(branch, radii[:len(branch)], rows, read, length, x)
+    shortcut = x.narrow(2, rows.start - read.start, len(rows))
+    if block.downsample is not None:
+        shortcut = block.downsample(shortcut)
+    out = out + shortcut
+    return block.relu(out) if relu_after_sum else out
+
+
+def first_block_pieces(block: nn.Module, layers: Sequence[nn.Module],
+                       radii: Sequence[int], relu_after_sum: bool,
+                       options: dict, x: Tensor) -> List[Piece]:
+    """Pieces of a first block (slices of dimension 2, as
+    :func:`~.pieces.split_layers`), each computed by
+    :func:`first_block_piece`."""
+    length, halo = x.shape[2], sum(radii)
+    pieces = []
+    for t0, t1 in slice_ranges(x, options):
+        a, b = max(t0 - halo, 0), min(t1 + halo, length)
+        pieces.append(Piece(
+            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(t0, t1)),
+            partial(first_block_piece, block, layers, radii, relu_after_sum,
+                    range(t0, t1), range(a, b), length)))
+    return pieces
+
+
 def res_layer_forward(adapter: type, res_layer: nn.Sequential,
                       stage: RewiredStage, x: Tensor) -> Tensor:
     """``nn.Sequential.forward`` of a rewired stage: the first block in the
@@ -197,7 +321,9 @@ def res_layer_forward(adapter: type, res_layer: nn.Sequential,
         partial(branch_then_shortcut, adapter.residual_branch, blocks[0])
     if stage.options['checkpoint_first'] and stage.mode == 'reversible' and \
             torch.is_grad_enabled() and x.requires_grad:
-        x = checkpointed(blocks[0], x, fn=first)
+        f = adapter.first_function(blocks[0], first, stage.options)
+        x = checkpointed(blocks[0], x, fn=first) if f.split is None else \
+            checkpoint_pieces(f, x)
     else:
         x = (first or blocks[0])(x)
     start, stop = stage.bounds
