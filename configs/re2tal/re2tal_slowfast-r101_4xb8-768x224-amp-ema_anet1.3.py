@@ -15,11 +15,10 @@ load_from = None
 model = dict(
     # OpenTAD's reversible SlowFast computes the first block of each stage as
     # relu(F(x)) + downsample(x) (MMAction2: relu(F(x) + downsample(x))): its
-    # checkpoints were trained with that form. Memory preset 'balanced':
-    # 'floor' lowers no peak on SlowFast today (398 MiB both at 16x112;
-    # issue 23) and costs time
-    rewire=dict(mode='reversible', memory='balanced',
-                first_block='opentad'),
+    # checkpoints were trained with that form. Memory preset 'floor' (the
+    # stem checkpointed, first blocks and branches in slices of time;
+    # configs/re2tal/README.md's memory table)
+    rewire=dict(mode='reversible', memory='floor', first_block='opentad'),
     backbone=dict(
         type='ResNet3dSlowFast',
         pretrained=None,  # weights come from load_from

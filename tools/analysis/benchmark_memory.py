@@ -1,12 +1,14 @@
 """Peak memory and step time of a training step, per rewiring variant.
 
-Variants: ``plain``, ``with_cp`` (activation checkpointing), ``reversible``
-(``rewire(model)``) and ``reversible+floor`` (``rewire(model,
-memory='floor')``: piecewise recompute, non-reversible layers recomputed or
-checkpointed). For the ViTs (``vit-b``, ``vit-b-24``) as ``ClipBatchedViT``
-(16-frame clips, SDPA attention everywhere) also ``full`` (plain
-fine-tuning), ``adatad`` (frozen backbone, temporal adapters, checkpointed
-blocks) and ``reversible+adapters`` (frozen, temporal adapters, rewired with
+Variants: ``plain``, ``with_cp`` (activation checkpointing), and one per
+memory preset of ``rewire``: ``reversible+fast`` (``rewire(model,
+memory='fast')``), ``reversible`` (``rewire(model)``, the ``'balanced'``
+preset) and ``reversible+floor`` (``rewire(model, memory='floor')``:
+piecewise recompute, non-reversible layers recomputed or checkpointed).
+For the ViTs (``vit-b``, ``vit-b-24``) as ``ClipBatchedViT`` (16-frame
+clips, SDPA attention everywhere) also ``full`` (plain fine-tuning),
+``adatad`` (frozen backbone, temporal adapters, checkpointed blocks) and
+``reversible+adapters`` (frozen, temporal adapters, rewired with
 ``memory='floor'``), with trainable parameters and AdamW state (2 floats per
 trainable parameter) beside the peak, and the shape arithmetic of the three
 for ViT-B/L/g at 768x160 and 1536x224 (``adapter_arithmetic.py``). Each
@@ -69,7 +71,8 @@ from config_memory import (build_config_model, config_floor, config_table,
 from scan_frames import scan_table, scan_variant
 
 # the default run: the rewiring variants of every backbone
-REWIRING_VARIANTS = ('plain', 'with_cp', 'reversible', 'reversible+floor')
+REWIRING_VARIANTS = ('plain', 'with_cp', 'reversible+fast', 'reversible',
+                     'reversible+floor')
 VARIANTS = (*REWIRING_VARIANTS, *ADAPTER_VARIANTS)
 MODELS = tuple(BUILDERS)
 
@@ -188,8 +191,8 @@ def build_variant(args):
     model = build_backbone(name, variant == 'with_cp')
     if variant == 'reversible':
         rewire(model, mode='reversible')
-    elif variant == 'reversible+floor':
-        rewire(model, mode='reversible', memory='floor')
+    elif variant.startswith('reversible+'):  # a memory preset
+        rewire(model, mode='reversible', memory=variant.split('+')[1])
     return model
 
 

@@ -16,15 +16,28 @@ def swin_t(with_cp: bool):
 
 
 def slowfast_r50(with_cp: bool):
-    """SlowFast-R50 (4x16 style pathways, temporal strides 1)."""
+    """SlowFast-R50 in the layout of the Re2TAL SlowFast-R101 recipes
+    (``configs/re2tal/re2tal_slowfast-r101_*``): slow pathway on every 4th
+    frame, fast pathway on every frame, lateral kernel 7, no temporal
+    downsampling, BatchNorm frozen as ``frozen_backbone_norms`` freezes it
+    (eval mode, affine parameters out of training)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
     from mmaction.models.backbones import ResNet3dSlowFast
     slow = dict(type='resnet3d', depth=50, pretrained=None, lateral=True,
-                conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1,
-                inflate=(0, 0, 1, 1), with_cp=with_cp)
+                fusion_kernel=7, conv1_kernel=(1, 7, 7), conv1_stride_t=1,
+                pool1_stride_t=1, inflate=(0, 0, 1, 1), norm_eval=True,
+                with_cp=with_cp)
     fast = dict(type='resnet3d', depth=50, pretrained=None, lateral=False,
                 base_channels=8, conv1_kernel=(5, 7, 7), conv1_stride_t=1,
-                pool1_stride_t=1, with_cp=with_cp)
-    return ResNet3dSlowFast(slow_pathway=slow, fast_pathway=fast)
+                pool1_stride_t=1, norm_eval=True, with_cp=with_cp)
+    model = ResNet3dSlowFast(resample_rate=4, speed_ratio=4,
+                             channel_ratio=8, slow_pathway=slow,
+                             fast_pathway=fast)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.requires_grad_(False)
+    return model
 
 
 def no_checkpointing(name: str, with_cp: bool) -> None:

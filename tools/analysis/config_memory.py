@@ -24,6 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from re2tal_mm.reversible import RewiredStage
+from re2tal_mm.rewiring import rewired_stages
+
 
 def load_config(path: str, cfg_options: Optional[List[str]] = None):
     """The config at ``path`` with ``--cfg-options`` style overrides
@@ -105,25 +108,32 @@ def build_config_model(cfg) -> nn.Module:
     return LocalizerStep(model).train()
 
 
+class ShapeRecordingStage(RewiredStage):
+    """A :class:`RewiredStage` that notes the size of each chain input in
+    ``self.sizes`` (given to the stages of one model for one forward by
+    :func:`stream_floor`, never to the class)."""
+
+    def __call__(self, functions, x, tail=None):
+        self.sizes.append(x.numel())
+        return super().__call__(functions, x, tail)
+
+
 def stream_floor(model: nn.Module, forward, x: torch.Tensor) -> Dict:
     """Bytes a reversible step of ``model`` cannot do without: two float32
     streams per rewired stage (their shapes seen while ``forward(x)`` runs,
     on the ``meta`` device), the input ``x`` and one gradient per trainable
     parameter. Used by ``benchmark_memory.py`` for a backbone and here for
     a config's whole model."""
-    from re2tal_mm.reversible import RewiredStage
-    sizes, call = [], RewiredStage.__call__
-
-    def seen(stage, functions, inputs, tail=None):
-        sizes.append(inputs.numel())
-        return call(stage, functions, inputs, tail)
-
-    RewiredStage.__call__ = seen
+    sizes, stages = [], rewired_stages(model)
+    for stage in stages:  # these stages record, for this forward only
+        stage.__class__, stage.sizes = ShapeRecordingStage, sizes
     try:
         with torch.no_grad():
             forward(x)
     finally:
-        RewiredStage.__call__ = call
+        for stage in stages:
+            stage.__class__ = RewiredStage
+            del stage.sizes
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mib = 4 / 2**20
     streams = 2 * sum(sizes) * mib
