@@ -114,32 +114,33 @@ def slice_ranges(x: Tensor, options: dict) -> List[tuple]:
                                               piece_bytes(options)))
 
 
-def split_layers(layers: Sequence[nn.Module], radii: Sequence[int],
-                 options: dict, x: Tensor) -> List[Piece]:
-    """Pieces of a branch that runs ``layers`` in order: slices of
-    dimension 2, each read with the halo of all the layers and cropped after
-    each layer (:func:`layers_piece`)."""
-    T, halo = x.shape[2], sum(radii)
+def halo_pieces(x: Tensor, halo: int, options: dict,
+                piece_fn: Callable) -> List[Piece]:
+    """Slices of dimension 2 (:func:`slice_ranges`), each read with
+    ``halo`` rows on each side; ``piece_fn(rows, read, length)`` gives the
+    function of one (``rows`` written, ``read`` read, as ranges)."""
+    length = x.shape[2]
     pieces = []
     for t0, t1 in slice_ranges(x, options):
-        a, b = max(t0 - halo, 0), min(t1 + halo, T)
+        read = range(max(t0 - halo, 0), min(t1 + halo, length))
         pieces.append(Piece(
-            (slice(None), slice(None), slice(a, b)),
+            (slice(None), slice(None), slice(read.start, read.stop)),
             (slice(None), slice(None), slice(t0, t1)),
-            partial(layers_piece, layers, radii, range(t0, t1), range(a, b),
-                    T)))
+            piece_fn(range(t0, t1), read, length)))
     return pieces
+
+
+def split_layers(layers: Sequence[nn.Module], radii: Sequence[int],
+                 options: dict, x: Tensor) -> List[Piece]:
+    """Pieces of a branch that runs ``layers`` in order, each cropped after
+    every layer (:func:`layers_piece`)."""
+    return halo_pieces(x, sum(radii), options, partial(
+        partial, layers_piece, layers, radii))
 
 
 def split_branch(branch: Callable, halo: int, options: dict,
                  x: Tensor) -> List[Piece]:
-    """Pieces of a branch: slices of dimension 2 read with their halo."""
-    T = x.shape[2]
-    pieces = []
-    for t0, t1 in slice_ranges(x, options):
-        a, b = max(t0 - halo, 0), min(t1 + halo, T)
-        pieces.append(Piece(
-            (slice(None), slice(None), slice(a, b)),
-            (slice(None), slice(None), slice(t0, t1)),
-            partial(branch_piece, branch, t0 - a, t1 - t0)))
-    return pieces
+    """Pieces of a branch: slices of dimension 2 read with their halo,
+    the whole branch computed on each."""
+    return halo_pieces(x, halo, options, lambda rows, read, _: partial(
+        branch_piece, branch, rows.start - read.start, len(rows)))

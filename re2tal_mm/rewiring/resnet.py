@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from ..reversible import (Piece, ResidualFunction, RewiredStage,
                           checkpoint_pieces)
 from .base import Adapter, StageSpec, patch_forwards
-from .pieces import (conv_halo, layer_radii, layers_piece, slice_ranges,
+from .pieces import (conv_halo, halo_pieces, layer_radii, layers_piece,
                      split_asked, split_branch, split_layers)
 
 # forms of a rewired stage's first block (``first_block``): MMAction2's
@@ -296,19 +296,11 @@ def first_block_piece(block: nn.Module, layers: Sequence[nn.Module],
 def first_block_pieces(block: nn.Module, layers: Sequence[nn.Module],
                        radii: Sequence[int], relu_after_sum: bool,
                        options: dict, x: Tensor) -> List[Piece]:
-    """Pieces of a first block (slices of dimension 2, as
-    :func:`~.pieces.split_layers`), each computed by
+    """Pieces of a first block (slices of dimension 2,
+    :func:`~.pieces.halo_pieces`), each computed by
     :func:`first_block_piece`."""
-    length, halo = x.shape[2], sum(radii)
-    pieces = []
-    for t0, t1 in slice_ranges(x, options):
-        a, b = max(t0 - halo, 0), min(t1 + halo, length)
-        pieces.append(Piece(
-            (slice(None), slice(None), slice(a, b)),
-            (slice(None), slice(None), slice(t0, t1)),
-            partial(first_block_piece, block, layers, radii, relu_after_sum,
-                    range(t0, t1), range(a, b), length)))
-    return pieces
+    return halo_pieces(x, sum(radii), options, partial(
+        partial, first_block_piece, block, layers, radii, relu_after_sum))
 
 
 def res_layer_forward(adapter: type, res_layer: nn.Sequential,
