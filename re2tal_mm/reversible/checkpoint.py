@@ -15,33 +15,13 @@ autocast replayed, BatchNorm running statistics untouched by the
 recompute, parameter gradients returned as ordinary outputs (a hook on a
 parameter sees the layer's gradient once), double backward refused.
 """
-from typing import Sequence
-
 import torch
 from torch import Tensor
 
 from .coupling import (AutocastState, ResidualFunction, RNGState,
                        frozen_running_stats)
 from .function import (DOUBLE_BACKWARD_ERROR, ParameterAliases,
-                       backward_pieces, pieces_of, trainable_parameters)
-from .pieces import Piece, take
-
-
-def compute_pieces(pieces: Sequence[Piece], x: Tensor) -> Tensor:
-    """The output of ``pieces`` on ``x``, their results written one after
-    the other (a piece's ``write`` is a slice of one dimension)."""
-    if len(pieces) == 1:
-        return pieces[0].fn(take(x, pieces[0].read))
-    dim = len(pieces[0].write) - 1
-    out = None
-    for piece in pieces:
-        part = piece.fn(take(x, piece.read))
-        if out is None:  # allocated once, at the output's full length
-            shape = list(part.shape)
-            shape[dim] = pieces[-1].write[dim].stop
-            out = part.new_empty(shape)
-        out[piece.write] = part
-    return out
+                       backward_pieces, trainable_parameters)
 
 
 class PiecewiseCheckpointFunction(torch.autograd.Function):
@@ -75,8 +55,8 @@ class PiecewiseCheckpointFunction(torch.autograd.Function):
 
 
 def checkpoint_pieces(f: ResidualFunction, x: Tensor) -> Tensor:
-    """``f.fn(x)``, checkpointed in ``f``'s pieces when a gradient is
-    needed (else computed in pieces, no bookkeeping).
+    """``f.fn(x)``, recomputed in the backward in ``f``'s pieces when a
+    gradient is needed (else computed once, no bookkeeping).
 
     Args:
         f (ResidualFunction): The layer as a function, its modules and its
@@ -85,5 +65,5 @@ def checkpoint_pieces(f: ResidualFunction, x: Tensor) -> Tensor:
     """
     params = trainable_parameters([f])
     if not torch.is_grad_enabled() or not (x.requires_grad or params):
-        return compute_pieces(pieces_of(f, x), x)
+        return f.fn(x)
     return PiecewiseCheckpointFunction.apply(x, f, *params)

@@ -84,7 +84,8 @@ def resnet_branch(block: nn.Module, x: Tensor) -> Tensor:
 
 
 def resnet_branch_layers(block: nn.Module) -> List[nn.Module]:
-    """The layers :func:`resnet_branch` runs."""
+    """The layers :func:`resnet_branch` runs, in order (the branch is their
+    composition: pieces run them one by one, :func:`~.pieces.split_layers`)."""
     convs = [block.conv1, block.conv2]
     if hasattr(block, 'conv3'):
         convs.append(block.conv3)
@@ -96,7 +97,8 @@ class ResLayerAdapter(Adapter):
 
     Subclasses set ``backbone_types`` and three static methods:
     ``residual_branch(block, x)``, ``branch_layers(block)`` (the layers the
-    branch runs, for :func:`conv_halo`) and ``is_chainable(block)``; stages
+    branch runs, in order: ``residual_branch`` is their composition, which
+    pieces compute layer by layer) and ``is_chainable(block)``; stages
     are ``backbone.res_layers`` unless ``res_layer_names`` says otherwise.
 
     Options:
@@ -212,9 +214,11 @@ class ResLayerAdapter(Adapter):
         if split_asked(options) and not getattr(block, 'non_local', False):
             layers = cls.branch_layers(block)
             radii = layer_radii(block, layers)
-            shortcut = [] if block.downsample is None else [block.downsample]
+            downsample = getattr(block, 'downsample', None)
+            shortcut = [] if downsample is None else [downsample]
             if radii is not None and layer_radii(block, shortcut) == \
-                    [0] * len(shortcut) and layers[-1] is block.relu:
+                    [0] * len(shortcut) and \
+                    layers[-1] is getattr(block, 'relu', None):
                 split = partial(first_block_pieces, block, layers, radii,
                                 fn is None, options)
             elif conv_halo(block, [block]) is not None:
@@ -287,7 +291,7 @@ def first_block_piece(block: nn.Module, layers: Sequence[nn.Module],
     branch = layers[:-1] if relu_after_sum else layers
     out = layers_piece(branch, radii[:len(branch)], rows, read, length, x)
     shortcut = x.narrow(2, rows.start - read.start, len(rows))
-    if block.downsample is not None:
+    if getattr(block, 'downsample', None) is not None:
         shortcut = block.downsample(shortcut)
     out = out + shortcut
     return block.relu(out) if relu_after_sum else out

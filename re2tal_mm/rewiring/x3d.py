@@ -26,7 +26,8 @@ def residual_branch(block: BlockX3D, x):
 
 
 def branch_layers(block: BlockX3D):
-    """The layers :func:`residual_branch` runs."""
+    """The layers :func:`residual_branch` runs, in order (the branch is
+    their composition)."""
     se = [block.se_module] if block.se_ratio is not None else []
     return [block.conv1, block.conv2, *se, block.swish, block.conv3,
             block.relu]
