@@ -221,9 +221,10 @@ class ResLayerAdapter(Adapter):
                     layers[-1] is getattr(block, 'relu', None):
                 split = partial(first_block_pieces, block, layers, radii,
                                 fn is None, options)
-            elif conv_halo(block, [block]) is not None:
-                split = partial(split_branch, fn or block,
-                                conv_halo(block, [block]), options)
+            else:
+                halo = conv_halo(block, [block])
+                if halo is not None:
+                    split = partial(split_branch, fn or block, halo, options)
         return ResidualFunction(fn or block, [block], split)
 
     @classmethod
