@@ -22,6 +22,7 @@ from .coupling import (AutocastState, ResidualFunction, RNGState,
                        frozen_running_stats)
 from .function import (DOUBLE_BACKWARD_ERROR, ParameterAliases,
                        backward_pieces, trainable_parameters)
+from .pieces import WHOLE, Piece, add_at_
 
 
 class PiecewiseCheckpointFunction(torch.autograd.Function):
@@ -46,12 +47,36 @@ class PiecewiseCheckpointFunction(torch.autograd.Function):
         params = [p for p, need in zip(ctx.params, ctx.needs_input_grad[2:])
                   if need]
         aliases = ParameterAliases(params)
-        # pieces read overlapping halos: their input gradients add up
-        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_x = InputGradient(x)
         with frozen_running_stats(ctx.f.modules), ctx.rng_state.replay(), \
                 ctx.autocast.replay():
-            backward_pieces(ctx.f, x, grad_y, grad_x, aliases, params)
-        return (grad_x, None, *(aliases.grad(p) for p in ctx.params))
+            backward_pieces(ctx.f, x, grad_y,
+                            grad_x if ctx.needs_input_grad[0] else None,
+                            aliases, params)
+        return (grad_x.total, None, *(aliases.grad(p) for p in ctx.params))
+
+
+class InputGradient:
+    """The input gradient of a layer computed in pieces, summed as each
+    piece's arrives (pieces read overlapping halos, or all of the input).
+
+    The first piece's gradient becomes the total when it covers the whole
+    input (a piece reading everything, e.g. one of a layer's slices of
+    output channels): no zero-filled buffer beside it.
+    """
+
+    def __init__(self, x: Tensor):
+        self.x = x
+        self.total = None
+
+    def __call__(self, piece: Piece, grad: Tensor) -> None:
+        if self.total is None and piece.read == WHOLE and \
+                grad.shape == self.x.shape and grad.dtype == self.x.dtype:
+            self.total = grad  # the piece's own leaf gradient, not shared
+            return
+        if self.total is None:
+            self.total = torch.zeros_like(self.x)
+        add_at_(self.total, piece.read, grad)
 
 
 def checkpoint_pieces(f: ResidualFunction, x: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """The autograd Function of a reversible chain and the stage runner."""
 from contextlib import contextmanager
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -136,13 +136,15 @@ def check_direct_use(out: Tensor, f: ResidualFunction,
 
 
 def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
-                    grad_x: Optional[Tensor], aliases: ParameterAliases,
+                    grad_x: Union[Tensor, Callable, None],
+                    aliases: ParameterAliases,
                     f_params: Sequence[Tensor], on_output=None,
                     combine=None) -> None:
     """Recompute ``y = f(x)`` piece by piece and back-propagate ``grad_y``.
 
-    ``grad_x[read] += dL/dx`` (skipped when ``grad_x`` is None: nothing below
-    needs it) and parameter gradients go to the ``.grad`` of their
+    ``grad_x[read] += dL/dx`` (or ``grad_x(piece, dL/dx)`` when it is a
+    function; skipped when ``grad_x`` is None: nothing below needs it) and
+    parameter gradients go to the ``.grad`` of their
     ``aliases``; ``on_output(piece, out)`` sees every recomputed piece (to
     rebuild a stream). ``combine(piece)`` maps the read input piece to
     ``f``'s input (e.g. merging two streams). Must run inside the replayed
@@ -169,10 +171,15 @@ def backward_pieces(f: ResidualFunction, x: Tensor, grad_y: Tensor,
         edge = torch.autograd.graph.get_gradient_edge(out)
         grad = take(grad_y, piece.write).to(out.dtype)
         del out
-        with record_function('re2tal.piece_backward'):
+        # the aliases stay in place: a checkpoint nested in ``f`` recomputes
+        # in this backward, and must reach them too
+        with record_function('re2tal.piece_backward'), \
+                aliases.swapped(f.modules):
             # accumulates into the aliases' .grad as each is produced
             torch.autograd.backward(edge, grad, inputs=wrt)
-        if grad_x is not None and inp.grad is not None:
+        if callable(grad_x) and inp.grad is not None:
+            grad_x(piece, inp.grad)
+        elif grad_x is not None and inp.grad is not None:
             add_at_(grad_x, piece.read, inp.grad)
 
 

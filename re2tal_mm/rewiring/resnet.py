@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from ..reversible import (Piece, ResidualFunction, RewiredStage,
                           checkpoint_pieces)
 from .base import Adapter, StageSpec, patch_forwards
+from .channel_pieces import layerwise_branch
 from .pieces import (conv_halo, halo_pieces, layer_radii, layers_piece,
                      split_asked, split_branch, split_layers)
 
@@ -115,7 +116,9 @@ class ResLayerAdapter(Adapter):
       reversible engine computes a branch, and recomputes a checkpointed
       first block, in at least ``pieces`` slices of dimension 2, each input
       at most ``piece_mib`` MiB, when the layer is local (BatchNorm in eval
-      mode, ``norm_eval=True``; no stride along dimension 2); else whole;
+      mode, ``norm_eval=True``; no stride along dimension 2); else (batch
+      statistics) recomputes it layer by layer, each layer in slices of its
+      output channels of that size (:mod:`.channel_pieces`);
     * ``first_piece_mib`` (float, optional): the bound of ``piece_mib`` for
       the first blocks instead (their backward is where a step peaks; a
       branch's slices cost the halo of its kernels again each);
@@ -198,6 +201,8 @@ class ResLayerAdapter(Adapter):
             radii = layer_radii(block, layers)
             if radii is not None:
                 split = partial(split_layers, layers, radii, options)
+            else:  # batch statistics: layer by layer, channel slices
+                branch = layerwise_branch(layers, options) or branch
         return ResidualFunction(branch, [block], split)
 
     @classmethod
@@ -225,6 +230,9 @@ class ResLayerAdapter(Adapter):
                 halo = conv_halo(block, [block])
                 if halo is not None:
                     split = partial(split_branch, fn or block, halo, options)
+                else:  # batch statistics: layer by layer, channel slices
+                    fn = layerwise_first_block(block, layers, fn is None,
+                                               options) or fn
         return ResidualFunction(fn or block, [block], split)
 
     @classmethod
@@ -282,6 +290,35 @@ def branch_then_shortcut(branch: Callable, block: nn.Module,
     return out
 
 
+def layerwise_first_block(block: nn.Module, layers: Sequence[nn.Module],
+                          relu_after_sum: bool,
+                          options: dict) -> Optional[Callable]:
+    """A first block whose branch and shortcut run layer by layer in
+    channel slices (:func:`~.channel_pieces.layerwise_branch`: BatchNorm
+    with batch statistics), the ReLU after the sum in MMAction2's form, on
+    the branch in OpenTAD's; None when they cannot."""
+    if getattr(block, 'non_local', False) or \
+            layers[-1] is not getattr(block, 'relu', None):
+        return None
+    branch = layerwise_branch(layers[:-1] if relu_after_sum else layers,
+                              options)
+    downsample = getattr(block, 'downsample', None)
+    shortcut = None if downsample is None else \
+        layerwise_branch([downsample], options)
+    if branch is None or (downsample is not None and shortcut is None):
+        return None
+    return partial(layerwise_block, block, branch, shortcut, relu_after_sum)
+
+
+def layerwise_block(block: nn.Module, branch: Callable,
+                    shortcut: Optional[Callable], relu_after_sum: bool,
+                    x: Tensor) -> Tensor:
+    """``branch(x) + shortcut(x)`` (or ``+ x``), then the block's ReLU in
+    MMAction2's form."""
+    out = branch(x) + (x if shortcut is None else shortcut(x))
+    return block.relu(out) if relu_after_sum else out
+
+
 def first_block_piece(block: nn.Module, layers: Sequence[nn.Module],
                       radii: Sequence[int], relu_after_sum: bool,
                       rows: range, read: range, length: int,
@@ -319,7 +356,7 @@ def res_layer_forward(adapter: type, res_layer: nn.Sequential,
     if stage.options['checkpoint_first'] and stage.mode == 'reversible' and \
             torch.is_grad_enabled() and x.requires_grad:
         f = adapter.first_function(blocks[0], first, stage.options)
-        x = checkpointed(blocks[0], x, fn=first) if f.split is None else \
+        x = checkpointed(blocks[0], x, fn=f.fn) if f.split is None else \
             checkpoint_pieces(f, x)
     else:
         x = (first or blocks[0])(x)
