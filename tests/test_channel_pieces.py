@@ -17,6 +17,7 @@ from re2tal_mm.rewiring.channel_pieces import (channel_slice, segments,
 
 from mmaction.models.backbones import X3D, ResNet, ResNet3d, ResNetTSM
 from mmaction.models.backbones.resnet_tsm import TemporalShift
+from .test_checkpoint_pieces import step
 
 torch.set_num_threads(1)
 
@@ -113,16 +114,6 @@ TRAIN_BN_CASES = {
 }
 
 
-def train_step(model, x):
-    x = x.clone().requires_grad_(True)
-    out = model(x)
-    outs = out if isinstance(out, tuple) else (out, )
-    gen = torch.Generator().manual_seed(2)
-    sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum()
-        for o in outs).backward()
-    return x.grad, {n: p.grad for n, p in model.named_parameters()}
-
-
 @pytest.mark.parametrize('name', list(TRAIN_BN_CASES))
 @pytest.mark.parametrize('first_block', ['mmaction', 'opentad'])
 def test_floor_with_batch_statistics_is_exact(name, first_block,
@@ -145,8 +136,8 @@ def test_floor_with_batch_statistics_is_exact(name, first_block,
         sliced.append(layers[0])
         return channel_slice(layers, parts, start, stop, t)
     monkeypatch.setattr(channel_pieces, 'channel_slice', counted)
-    gx_ref, g_ref = train_step(ref, x)
-    gx, g = train_step(floor, x)
+    gx_ref, g_ref = step(ref, x)
+    gx, g = step(floor, x)
     assert relative_error(gx, gx_ref) < 1e-10
     scale = max(t.norm() for t in g_ref.values())
     assert max((g[n] - g_ref[n]).norm() / max(g_ref[n].norm(), 1e-6 * scale)

@@ -139,7 +139,8 @@ class ResLayerAdapter(Adapter):
     # branches of 4 MiB (not FLOOR_PIECES: a slice recomputes the time halo
     # of the 3x1x1 kernels; the peak is a first block's backward).
     # SlowFast-R50 32f: 396 MiB, 1.5x plain time; branches of 2 MiB too:
-    # 396 MiB, 1.6x; whole branches: 399 MiB, 1.4x; docs/backbones.md
+    # 396 MiB, 1.6x; whole branches: 399 MiB, 1.4x. BatchNorm training
+    # (channel slices): X3D-M 16f 163 MiB, TSM-R50 546; docs/backbones.md
     presets = dict(fast=dict(checkpoint_first=False),
                    floor=dict(checkpoint_stem=True, piece_mib=4,
                               first_piece_mib=2))

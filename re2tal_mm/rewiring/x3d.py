@@ -9,8 +9,10 @@ to the branch output before the addition (the addition must stay pure to be
 invertible), the same function change as for ``ResNet3d``. The stem and
 ``conv5`` stay plain. A block's own ``with_cp`` is not used inside the chain
 (it needs no stored activations). Options: see
-:class:`~.common.ResLayerAdapter`; pieces are slices of time, for the blocks
-without squeeze-excitation (its global pooling is not local).
+:class:`~.resnet.ResLayerAdapter`; pieces are slices of time for the blocks
+without squeeze-excitation (its global pooling is not local) while BatchNorm
+is frozen, else each layer's slices of output channels
+(:mod:`.channel_pieces`).
 """
 from mmaction.models.backbones.x3d import X3D, BlockX3D
 from .base import register_adapter
