@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import re2tal_mm  # noqa: F401  (must precede mmaction.models)
-from re2tal_mm.reversible import ResidualFunction
+from re2tal_mm.reversible import Piece, ResidualFunction
 from re2tal_mm.reversible import checkpoint as checkpoint_module
 from re2tal_mm.reversible import checkpoint_pieces, function, relative_error
 from re2tal_mm.rewiring import rewire, rewiring_report, unwire
@@ -87,6 +87,25 @@ def test_autograd_contract():
     layer.zero_grad(set_to_none=True)
     checkpoint_pieces(f, x.detach()).sum().backward()
     assert layer[3].weight.grad is None and layer[0].weight.grad is not None
+
+
+def test_input_gradient_of_a_whole_piece_is_taken_as_is():
+    """A piece reading the whole input hands over its gradient (no
+    zero-filled buffer beside it); later pieces add into it, and a first
+    piece reading a slice starts from zeros."""
+    x = torch.zeros(2, 3, 4)
+    whole, part = Piece((), (), None), Piece(
+        (slice(None), slice(None), slice(1, 3)), (), None)
+    total = checkpoint_module.InputGradient(x)
+    first = torch.ones(2, 3, 4)
+    total(whole, first)
+    total(part, torch.ones(2, 3, 2))
+    assert total.total is first
+    assert total.total[..., 1:3].eq(2).all()
+    assert total.total[..., 0].eq(1).all()
+    sliced = checkpoint_module.InputGradient(x)
+    sliced(part, torch.ones(2, 3, 2))
+    assert sliced.total.sum() == 12 and sliced.total[..., 0].eq(0).all()
 
 
 def test_batchnorm_in_train_mode_whole_and_updated_once():
