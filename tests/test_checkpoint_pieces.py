@@ -16,6 +16,7 @@ from re2tal_mm.rewiring import rewire, rewiring_report, unwire
 from re2tal_mm.rewiring.pieces import conv_halo, split_branch
 
 from mmaction.models.backbones import X3D, ResNet3dSlowFast
+from .test_reversible import SMALL_SLOWFAST
 
 torch.set_num_threads(1)
 
@@ -123,18 +124,12 @@ def test_batchnorm_in_train_mode_whole_and_updated_once():
         assert torch.equal(getattr(layer[1], name), getattr(ref[1], name))
 
 
-SLOWFAST = dict(
-    resample_rate=4, speed_ratio=4, channel_ratio=8,
-    slow_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                      lateral=True, base_channels=16, fusion_kernel=7,
-                      conv1_kernel=(1, 7, 7), conv1_stride_t=1,
-                      pool1_stride_t=1, inflate=(0, 0, 1, 1),
-                      speed_ratio=4, channel_ratio=8, norm_eval=True),
-    fast_pathway=dict(type='resnet3d', depth=50, pretrained=None,
-                      lateral=False, base_channels=2,
-                      conv1_kernel=(5, 7, 7), conv1_stride_t=1,
-                      pool1_stride_t=1, norm_eval=True))
-# (builder, input): BatchNorm frozen (pieces) or training (whole)
+# the Re2TAL recipes' lateral kernel, BatchNorm frozen (local: pieces of
+# time); BatchNorm training: layer by layer (tests/test_channel_pieces.py)
+SLOWFAST = copy.deepcopy(SMALL_SLOWFAST)
+SLOWFAST['slow_pathway'].update(fusion_kernel=7, norm_eval=True)
+SLOWFAST['fast_pathway'].update(norm_eval=True)
+# (builder, input)
 CASES = {
     'slowfast-frozen-bn': (lambda: ResNet3dSlowFast(**SLOWFAST),
                            (1, 3, 16, 32, 32)),
